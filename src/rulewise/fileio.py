@@ -1,0 +1,161 @@
+"""Loading YAML/JSON/JSONL files into typed models with errors that point at the line.
+
+Pydantic knows *which field* is wrong but not *where in the file* it is. YAML's composer keeps
+the position of every node, and JSON is (almost) YAML, so both formats are composed into a node
+tree once and a pydantic error location such as ``("rules", 3, "allowed")`` is mapped back to
+the line of that node. JSONL is validated line by line.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pydantic
+import yaml
+
+from rulewise.errors import RulewiseError
+
+ModelT = TypeVar("ModelT", bound=pydantic.BaseModel)
+Loc = Sequence[str | int]
+
+
+class LocatedDocument:
+    """Parsed data plus the YAML node tree it came from, to look up line numbers."""
+
+    def __init__(self, path: Path, data: Any, root: yaml.Node | None) -> None:
+        self.path = path
+        self.data = data
+        self._root = root
+
+    def line_of(self, loc: Loc) -> int | None:
+        """1-based line of the deepest node on ``loc`` that exists in the file."""
+        node = self._root
+        line = node.start_mark.line + 1 if node is not None else None
+        for key in loc:
+            if isinstance(node, yaml.MappingNode):
+                node = next((v for k, v in node.value if getattr(k, "value", None) == key), None)
+            elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+                node = node.value[key]
+            else:
+                node = None
+            if node is None:
+                break
+            line = node.start_mark.line + 1
+        return line
+
+
+def load_document(path: str | Path) -> LocatedDocument:
+    """Read a YAML or JSON file; syntax errors are raised with the file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise RulewiseError("file not found", path=path)
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise RulewiseError(f"invalid JSON: {exc.msg}", path=path, line=exc.lineno) from None
+        try:
+            root = yaml.compose(text, Loader=yaml.SafeLoader)
+        except yaml.YAMLError:  # valid JSON that YAML cannot compose (e.g. tabs): lose only line numbers
+            root = None
+        return LocatedDocument(path, data, root)
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark else None
+        raise RulewiseError(f"invalid YAML: {exc.problem}", path=path, line=line) from None
+    return LocatedDocument(path, data, root)
+
+
+def format_loc(loc: Loc) -> str:
+    """``("rules", 3, "allowed")`` -> ``rules[3].allowed``."""
+    out = ""
+    for key in loc:
+        out += f"[{key}]" if isinstance(key, int) else (f".{key}" if out else str(key))
+    return out
+
+
+def validation_error(
+    exc: pydantic.ValidationError,
+    *,
+    path: Path | str,
+    line_of: Callable[[Loc], int | None] | None = None,
+    describe: Callable[[Loc], str] | None = None,
+) -> RulewiseError:
+    """Turn pydantic's error into a RulewiseError naming file, line and field.
+
+    ``describe`` may add context to a location (e.g. the id of the rule that is wrong). All
+    problems are listed, the first one is used for the line number.
+    """
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    lines = []
+    for err in errors:
+        loc = tuple(err["loc"])
+        context = describe(loc) if describe else ""
+        lines.append(f"{context}{format_loc(loc) or '<root>'}: {err['msg']}")
+    loc0 = tuple(first["loc"])
+    message = lines[0] if len(lines) == 1 else f"{len(lines)} problems:\n  " + "\n  ".join(lines)
+    field = format_loc(loc0) or None
+    if len(lines) == 1:  # avoid repeating the field in the message
+        message = ((describe(loc0) if describe else "") + first["msg"]).strip()
+    return RulewiseError(message, path=path, line=line_of(loc0) if line_of else None, field=field)
+
+
+def validate_document(
+    model: type[ModelT], doc: LocatedDocument, *, describe: Callable[[Any, Loc], str] | None = None
+) -> ModelT:
+    """Validate parsed data against ``model``; any problem is a located RulewiseError.
+
+    ``describe(data, loc)`` may name the offending item (it receives the raw parsed data).
+    """
+    try:
+        return model.model_validate(doc.data)
+    except pydantic.ValidationError as exc:
+        raise validation_error(
+            exc,
+            path=doc.path,
+            line_of=doc.line_of,
+            describe=(lambda loc: describe(doc.data, loc)) if describe else None,
+        ) from None
+
+
+def load_model_file(
+    model: type[ModelT], path: str | Path, *, describe: Callable[[Any, Loc], str] | None = None
+) -> ModelT:
+    """Load a YAML/JSON file into ``model`` (see :func:`validate_document`)."""
+    return validate_document(model, load_document(path), describe=describe)
+
+
+def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield ``(line_number, object)`` for each non-blank line; bad JSON names the line."""
+    path = Path(path)
+    if not path.is_file():
+        raise RulewiseError("file not found", path=path)
+    with path.open(encoding="utf-8") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                continue
+            try:
+                obj = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise RulewiseError(f"invalid JSON: {exc.msg}", path=path, line=number) from None
+            if not isinstance(obj, dict):
+                raise RulewiseError("each line must be a JSON object", path=path, line=number)
+            yield number, obj
+
+
+def load_jsonl_models(model: type[ModelT], path: str | Path) -> list[ModelT]:
+    """Validate every line of a JSONL file against ``model``; errors name line and field."""
+    items = []
+    for number, obj in iter_jsonl(path):
+        try:
+            items.append(model.model_validate(obj))
+        except pydantic.ValidationError as exc:
+            raise validation_error(exc, path=path, line_of=lambda _loc, n=number: n) from None
+    return items

@@ -1,0 +1,138 @@
+"""The multi-turn tool-use loop used for chat, evaluation and data generation.
+
+Each round renders every unfinished conversation with the chat template, completes them as one
+batch, and then, per conversation: an answer ends it; a tool call is parsed, executed (or turned
+into an error message) and appended as a ``tool`` message, and the conversation goes to the next
+round. Conversations finish independently, so a batch never waits on its slowest member for
+more than one round.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from transformers import PreTrainedTokenizerBase
+
+from rulewise.generation.backends import CompletionBackend
+from rulewise.generation.parsing import parse_assistant_turn
+from rulewise.generation.prompts import default_system_prompt
+from rulewise.generation.tools import ToolRegistry
+from rulewise.generation.trajectory import Trajectory
+from rulewise.rules.tool import TOOL_NAME, rule_ids_in
+
+Conversation = list[dict[str, Any]]
+
+
+@dataclass
+class LoopConfig:
+    max_new_tokens: int = 256  # per assistant turn
+    max_tool_calls: int = 2  # per conversation, malformed calls included; one more ends it ("call_cap")
+
+
+class ToolUseGenerator:
+    """Runs conversations to completion with optional tools."""
+
+    def __init__(
+        self,
+        backend: CompletionBackend,
+        tokenizer: PreTrainedTokenizerBase,
+        tools: Sequence[Callable[..., Any]] = (),
+        config: LoopConfig | None = None,
+        system_prompt: str | None = None,
+    ) -> None:
+        self.backend = backend
+        self.tokenizer = tokenizer
+        self.registry = ToolRegistry(tools)
+        self.config = config or LoopConfig()
+        self.system_prompt = system_prompt if system_prompt is not None else default_system_prompt(bool(tools))
+        self._end_markers = tuple(t for t in (tokenizer.eos_token,) if t)
+
+    def start(self, prompt: str | Conversation) -> Conversation:
+        """A conversation for ``prompt``: the system prompt (unless given) and the user turn."""
+        if isinstance(prompt, str):
+            return [{"role": "system", "content": self.system_prompt}, {"role": "user", "content": prompt}]
+        messages = copy.deepcopy(prompt)
+        if not messages or messages[0].get("role") != "system":
+            messages.insert(0, {"role": "system", "content": self.system_prompt})
+        return messages
+
+    def render(self, messages: Conversation) -> str:
+        tools = self.registry.schemas_source if self.registry else None
+        return self.tokenizer.apply_chat_template(messages, tools=tools, add_generation_prompt=True, tokenize=False)
+
+    def generate(
+        self,
+        prompts: Sequence[str | Conversation],
+        ids: Sequence[str] | None = None,
+        on_finished: Callable[[int, Trajectory], None] | None = None,
+    ) -> list[Trajectory]:
+        """Complete every prompt; ``on_finished(index, trajectory)`` fires as each one ends."""
+        if ids is not None and len(ids) != len(prompts):
+            raise ValueError(f"{len(ids)} ids for {len(prompts)} prompts")
+        states = [
+            Trajectory(id=ids[i] if ids is not None else None, messages=self.start(prompt))
+            for i, prompt in enumerate(prompts)
+        ]
+        active = list(range(len(states)))
+        while active:
+            completions = self.backend.complete(
+                [self.render(states[i].messages) for i in active],
+                self.config.max_new_tokens,
+                stop_at_tool_call=bool(self.registry),
+            )
+            still_active = []
+            for index, completion in zip(active, completions, strict=True):
+                traj = states[index]
+                traj.generated_tokens += completion.num_tokens
+                traj.assistant_turns += 1
+                if self._step(traj, completion.text, completion.stop):
+                    still_active.append(index)
+                elif on_finished is not None:
+                    on_finished(index, traj)
+            active = still_active
+        return states
+
+    def _step(self, traj: Trajectory, text: str, stop: str) -> bool:
+        """Apply one completion to a conversation; True if it needs another round."""
+        messages = traj.messages
+        if not self.registry:
+            messages.append({"role": "assistant", "content": text.strip()})
+            traj.finish_reason = "answer" if stop == "eos" else "length"
+            return False
+        turn = parse_assistant_turn(text, end_markers=self._end_markers)
+        if not turn.tool_calls:
+            messages.append({"role": "assistant", "content": text.strip()})
+            traj.truncated_tool_call = turn.unclosed_call is not None
+            traj.finish_reason = "answer" if stop == "eos" else "length"
+            return False
+        calls_so_far = traj.num_tool_calls + traj.num_malformed_calls
+        if calls_so_far + len(turn.tool_calls) > self.config.max_tool_calls:
+            messages.append({"role": "assistant", "content": text.strip()})
+            traj.finish_reason = "call_cap"
+            return False
+        results = [self.registry.execute(call) for call in turn.tool_calls]
+        if all(result.ok for result in results):
+            messages.append(
+                {
+                    "role": "assistant",
+                    "content": turn.content,
+                    "tool_calls": [
+                        {"type": "function", "function": {"name": call.name, "arguments": call.arguments}}
+                        for call in turn.tool_calls
+                    ],
+                }
+            )
+        else:  # keep what the model really wrote, so the transcript shows the malformed call
+            messages.append({"role": "assistant", "content": text.strip()})
+        for result in results:
+            messages.append({"role": "tool", "name": result.name, "content": result.content})
+            if result.ok:
+                traj.num_tool_calls += 1
+                if result.name == TOOL_NAME:
+                    traj.consulted_rules.extend(r for r in rule_ids_in(result.content) if r not in traj.consulted_rules)
+            else:
+                traj.num_malformed_calls += 1
+        return True

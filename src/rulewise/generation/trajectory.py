@@ -1,0 +1,74 @@
+"""A finished conversation: what was said, which rules were read, what it cost."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, computed_field
+
+from rulewise.generation.parsing import split_reasoning
+
+FinishReason = Literal["answer", "length", "call_cap"]
+
+
+class Trajectory(BaseModel):
+    """One multi-turn tool-use conversation, as stored in results files and training data.
+
+    ``messages`` use the transformers/TRL chat format: assistant tool calls as
+    ``{"type": "function", "function": {"name", "arguments"}}`` dicts and tool results as
+    ``{"role": "tool", "name", "content"}`` messages.
+    """
+
+    id: str | None = None
+    messages: list[dict[str, Any]]
+    consulted_rules: list[str] = Field(default_factory=list, description="rule ids returned, in order")
+    num_tool_calls: int = 0  # well-formed calls that were executed
+    num_malformed_calls: int = 0  # calls that produced a tool error (bad JSON, unknown tool, bad args)
+    truncated_tool_call: bool = False  # a call was being written when the token limit hit
+    generated_tokens: int = 0
+    assistant_turns: int = 0
+    finish_reason: FinishReason = "answer"
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def ended_cleanly(self) -> bool:
+        """The model finished its answer itself (no token limit, no call cap)."""
+        return self.finish_reason == "answer"
+
+    @property
+    def attempted_tool_call(self) -> bool:
+        """Any call at all, including malformed and truncated ones (the rollout's *mode*)."""
+        return bool(self.num_tool_calls or self.num_malformed_calls or self.truncated_tool_call)
+
+    @property
+    def prompt(self) -> str:
+        return next((m["content"] for m in self.messages if m["role"] == "user"), "")
+
+    @property
+    def final_content(self) -> str:
+        """Content of the last assistant message (the answer turn when ``ended_cleanly``)."""
+        return next((m.get("content") or "" for m in reversed(self.messages) if m["role"] == "assistant"), "")
+
+    @property
+    def reasoning(self) -> str:
+        """All reasoning: think blocks, and any text written before a tool call."""
+        parts = []
+        for message in self.messages:
+            if message["role"] != "assistant":
+                continue
+            thought, answer = split_reasoning(message.get("content") or "")
+            parts.append(thought)
+            if message.get("tool_calls"):
+                parts.append(answer)
+        return "\n\n".join(part for part in parts if part)
+
+    @property
+    def final_answer(self) -> str:
+        """The answer text of the last assistant turn, without its reasoning.
+
+        A turn cut off by the token limit still counts: a truncated harmful answer is harmful.
+        """
+        last = next((m for m in reversed(self.messages) if m["role"] == "assistant"), None)
+        if last is None or last.get("tool_calls"):
+            return ""
+        return split_reasoning(last.get("content") or "")[1]

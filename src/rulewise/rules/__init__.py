@@ -1,0 +1,22 @@
+"""Rulebooks, rule retrieval and the ``consult_safety_rules`` tool."""
+
+from rulewise.rules.loading import default_rulebook_path, load_rulebook
+from rulewise.rules.retrieval import BM25RuleRetriever, DenseRuleRetriever, ScoredRule, build_retriever
+from rulewise.rules.schema import Rule, Rulebook, RuleExample
+from rulewise.rules.tool import TOOL_NAME, consult_safety_rules, make_consult_tool, rule_ids_in
+
+__all__ = [
+    "TOOL_NAME",
+    "BM25RuleRetriever",
+    "DenseRuleRetriever",
+    "Rule",
+    "RuleExample",
+    "Rulebook",
+    "ScoredRule",
+    "build_retriever",
+    "consult_safety_rules",
+    "default_rulebook_path",
+    "load_rulebook",
+    "make_consult_tool",
+    "rule_ids_in",
+]

@@ -1,0 +1,90 @@
+"""Typed rulebook schema.
+
+A rule says what is *not* allowed and, just as explicitly, what *is* allowed: the point of
+consulting rules is to refuse precisely, not to refuse more. Examples show both sides.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+
+class RuleExample(BaseModel):
+    """A short request and the behaviour the rule asks for."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    request: str = Field(min_length=1)
+    verdict: Literal["refuse", "comply"]
+    why: str = ""
+
+
+class Rule(BaseModel):
+    """One safety rule."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    id: str = Field(pattern=r"^[A-Z][A-Z0-9]*(-[A-Z0-9]+)*$", description="e.g. WEAP-01")
+    category: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="snake_case hazard area")
+    title: str = Field(min_length=1)
+    rule: str = Field(min_length=1, description="the rule itself, one or two sentences")
+    disallowed: list[str] = Field(min_length=1, description="what must not be provided")
+    allowed: list[str] = Field(min_length=1, description="explicitly permitted uses")
+    examples: list[RuleExample] = Field(default_factory=list)
+    keywords: list[str] = Field(default_factory=list, description="extra retrieval terms")
+
+    @field_validator("disallowed", "allowed", "keywords")
+    @classmethod
+    def _no_blank_items(cls, items: list[str]) -> list[str]:
+        if any(not item.strip() for item in items):
+            raise ValueError("items must be non-empty strings")
+        return items
+
+    def render(self) -> str:
+        """The text a model sees when this rule is retrieved."""
+        lines = [
+            f"[{self.id}] {self.title} (category: {self.category})",
+            f"Rule: {self.rule}",
+            "Not allowed: " + "; ".join(self.disallowed),
+            "Allowed: " + "; ".join(self.allowed),
+        ]
+        return "\n".join(lines)
+
+    def search_text(self) -> str:
+        """Everything retrieval should match on."""
+        parts = [self.title, self.category.replace("_", " "), self.rule, *self.disallowed, *self.allowed]
+        parts += [ex.request for ex in self.examples] + self.keywords
+        return "\n".join(parts)
+
+
+class Rulebook(BaseModel):
+    """A named, versioned set of rules with unique ids."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    name: str = Field(min_length=1)
+    version: str = "1"
+    description: str = ""
+    rules: list[Rule] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> Rulebook:
+        seen: set[str] = set()
+        for rule in self.rules:
+            if rule.id in seen:
+                raise ValueError(f"duplicate rule id '{rule.id}'")
+            seen.add(rule.id)
+        return self
+
+    def get(self, rule_id: str) -> Rule:
+        for rule in self.rules:
+            if rule.id == rule_id.upper():
+                return rule
+        raise KeyError(rule_id)
+
+    @property
+    def categories(self) -> list[str]:
+        return sorted({rule.category for rule in self.rules})

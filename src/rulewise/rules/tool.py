@@ -1,0 +1,70 @@
+"""The ``consult_safety_rules`` tool the policy may call while reasoning.
+
+TRL's ``GRPOTrainer(tools=...)`` and transformers' ``apply_chat_template(tools=...)`` both take a
+plain Python function and derive its JSON schema from the signature and the Google-style
+docstring, so the tool is a real function (bound to a retriever by closure), not an object.
+Its output is plain text whose lines start with ``[RULE-ID]``; :func:`rule_ids_in` reads the
+ids back, so stored trajectories say which rules were consulted without any side channel.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from functools import cache
+
+from rulewise.rules.loading import load_rulebook
+from rulewise.rules.retrieval import RuleRetriever, build_retriever
+
+TOOL_NAME = "consult_safety_rules"
+NO_QUERY_MESSAGE = (
+    "Error: empty query. Call consult_safety_rules with a short description of the request, "
+    'e.g. {"query": "how to make a pipe bomb"}.'
+)
+NO_MATCH_MESSAGE = (
+    "No specific safety rule matches this request. Treat it as benign: help fully and do not refuse."
+)
+
+#: The tool's description as models see it: transformers builds the JSON schema from this
+#: Google-style docstring (summary + ``Args:``), so its wording is part of the prompt.
+TOOL_DOCSTRING = """
+Look up the safety rules that apply to a request. Call it when a request might be harmful
+or touches a sensitive topic, to learn what is allowed and what is not before answering.
+
+Args:
+    query: A short description of the request or topic to check, e.g. "how to make a pipe bomb".
+"""
+
+_RULE_ID_LINE = re.compile(r"^\[([A-Z][A-Z0-9]*(?:-[A-Z0-9]+)*)\]", re.MULTILINE)
+
+
+def rule_ids_in(tool_output: str) -> list[str]:
+    """Rule ids named at the start of lines of a tool output, in order."""
+    return _RULE_ID_LINE.findall(tool_output)
+
+
+def make_consult_tool(retriever: RuleRetriever, k: int = 2) -> Callable[[str], str]:
+    """A ``consult_safety_rules`` function that answers from ``retriever`` with top-``k`` rules."""
+
+    def consult_safety_rules(query: str) -> str:
+        if not isinstance(query, str) or not query.strip():
+            return NO_QUERY_MESSAGE
+        hits = retriever.search(query, k=k)
+        if not hits:
+            return NO_MATCH_MESSAGE
+        return "\n\n".join(hit.rule.render() for hit in hits)
+
+    consult_safety_rules.__doc__ = TOOL_DOCSTRING
+    return consult_safety_rules
+
+
+@cache
+def _default_tool() -> Callable[[str], str]:
+    return make_consult_tool(build_retriever(load_rulebook()))
+
+
+def consult_safety_rules(query: str) -> str:  # noqa: D103 - docstring set below, shared with the factory
+    return _default_tool()(query)
+
+
+consult_safety_rules.__doc__ = TOOL_DOCSTRING
