@@ -89,22 +89,23 @@ def validation_error(
 ) -> RulewiseError:
     """Turn pydantic's error into a RulewiseError naming file, line and field.
 
-    ``describe`` may add context to a location (e.g. the id of the rule that is wrong). All
-    problems are listed, the first one is used for the line number.
+    ``describe`` may add context to a location (e.g. the id of the rule that is wrong). With
+    several problems, all are listed, each with its own line; the first sets the error's line.
     """
-    errors = exc.errors(include_url=False)
-    first = errors[0]
-    lines = []
-    for err in errors:
+    problems = []
+    for err in exc.errors(include_url=False):
         loc = tuple(err["loc"])
-        context = describe(loc) if describe else ""
-        lines.append(f"{context}{format_loc(loc) or '<root>'}: {err['msg']}")
-    loc0 = tuple(first["loc"])
-    message = lines[0] if len(lines) == 1 else f"{len(lines)} problems:\n  " + "\n  ".join(lines)
-    field = format_loc(loc0) or None
-    if len(lines) == 1:  # avoid repeating the field in the message
-        message = ((describe(loc0) if describe else "") + first["msg"]).strip()
-    return RulewiseError(message, path=path, line=line_of(loc0) if line_of else None, field=field)
+        problems.append(
+            (loc, line_of(loc) if line_of else None, (describe(loc) if describe else "") + err["msg"])
+        )
+    loc0, line0, message0 = problems[0]
+    if len(problems) == 1:
+        return RulewiseError(message0, path=path, line=line0, field=format_loc(loc0) or None)
+    listed = [
+        (f"line {line}: " if line is not None else "") + f"field '{format_loc(loc) or '<root>'}': {message}"
+        for loc, line, message in problems
+    ]
+    return RulewiseError(f"{len(problems)} problems:\n  " + "\n  ".join(listed), path=path, line=line0)
 
 
 def validate_document(

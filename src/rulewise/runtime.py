@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from functools import cache
-from typing import ContextManager, Literal
+from typing import Literal
 
 import torch
 
@@ -39,7 +39,7 @@ def use_bf16(precision: Precision, device: torch.device) -> bool:
     return device.type == "cpu" and cpu_has_fast_bf16()
 
 
-def autocast(precision: Precision, device: torch.device) -> ContextManager[object]:
+def autocast(precision: Precision, device: torch.device) -> AbstractContextManager[object]:
     """bf16 autocast where :func:`use_bf16` says so, otherwise a no-op."""
     if use_bf16(precision, device):
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)

@@ -22,7 +22,9 @@ StopReason = Literal["eos", "tool_call", "length"]
 
 @dataclass
 class Completion:
-    text: str  # without the end-of-turn token and padding; ends with ``</tool_call>`` when stop == "tool_call"
+    text: (
+        str  # without the end-of-turn token and padding; ends with ``</tool_call>`` when stop == "tool_call"
+    )
     num_tokens: int  # generated tokens, including the end-of-turn token when there was one
     stop: StopReason
 
@@ -67,13 +69,17 @@ class HFBackend:
         for start in range(0, len(order), self.batch_size):
             chunk = order[start : start + self.batch_size]
             for index, completion in zip(
-                chunk, self._complete_batch([prompts[i] for i in chunk], max_new_tokens, stop_at_tool_call), strict=True
+                chunk,
+                self._complete_batch([prompts[i] for i in chunk], max_new_tokens, stop_at_tool_call),
+                strict=True,
             ):
                 results[index] = completion
         return [r for r in results if r is not None]
 
     @torch.no_grad()
-    def _complete_batch(self, prompts: list[str], max_new_tokens: int, stop_at_tool_call: bool) -> list[Completion]:
+    def _complete_batch(
+        self, prompts: list[str], max_new_tokens: int, stop_at_tool_call: bool
+    ) -> list[Completion]:
         tok = self.tokenizer
         # The chat template already wrote every special token; adding BOS again would shift the prompt.
         enc = tok(prompts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
@@ -85,7 +91,11 @@ class HFBackend:
             "pad_token_id": tok.pad_token_id,
         }
         if self.sampling.temperature > 0:
-            kwargs |= {"do_sample": True, "temperature": self.sampling.temperature, "top_p": self.sampling.top_p}
+            kwargs |= {
+                "do_sample": True,
+                "temperature": self.sampling.temperature,
+                "top_p": self.sampling.top_p,
+            }
         else:
             kwargs |= {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
         if self.sampling.repetition_penalty != 1.0:

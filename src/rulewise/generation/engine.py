@@ -47,7 +47,9 @@ class ToolUseGenerator:
         self.tokenizer = tokenizer
         self.registry = ToolRegistry(tools)
         self.config = config or LoopConfig()
-        self.system_prompt = system_prompt if system_prompt is not None else default_system_prompt(bool(tools))
+        self.system_prompt = (
+            system_prompt if system_prompt is not None else default_system_prompt(bool(tools))
+        )
         self._end_markers = tuple(t for t in (tokenizer.eos_token,) if t)
 
     def start(self, prompt: str | Conversation) -> Conversation:
@@ -61,7 +63,9 @@ class ToolUseGenerator:
 
     def render(self, messages: Conversation) -> str:
         tools = self.registry.schemas_source if self.registry else None
-        return self.tokenizer.apply_chat_template(messages, tools=tools, add_generation_prompt=True, tokenize=False)
+        return self.tokenizer.apply_chat_template(
+            messages, tools=tools, add_generation_prompt=True, tokenize=False
+        )
 
     def generate(
         self,
@@ -132,7 +136,9 @@ class ToolUseGenerator:
             if result.ok:
                 traj.num_tool_calls += 1
                 if result.name == TOOL_NAME:
-                    traj.consulted_rules.extend(r for r in rule_ids_in(result.content) if r not in traj.consulted_rules)
+                    traj.consulted_rules.extend(
+                        r for r in rule_ids_in(result.content) if r not in traj.consulted_rules
+                    )
             else:
                 traj.num_malformed_calls += 1
         return True

@@ -30,5 +30,7 @@ def build_generator(
     tools = []
     if use_tools:
         tools.append(make_consult_tool(build_retriever(load_rulebook(rulebook), retriever), k=top_k))
-    backend = HFBackend(loaded.model, loaded.tokenizer, batch_size=batch_size, sampling=sampling, precision=precision)
+    backend = HFBackend(
+        loaded.model, loaded.tokenizer, batch_size=batch_size, sampling=sampling, precision=precision
+    )
     return ToolUseGenerator(backend, loaded.tokenizer, tools=tools, config=loop, system_prompt=system_prompt)

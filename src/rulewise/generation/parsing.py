@@ -98,7 +98,9 @@ def parse_assistant_turn(text: str, *, end_markers: tuple[str, ...] = ("<|im_end
             )
             return turn
         end = close_at + len(TOOL_CALL_CLOSE)
-        turn.tool_calls.append(ParsedToolCall(raw=text[position:end], name=name, arguments=arguments, error=error))
+        turn.tool_calls.append(
+            ParsedToolCall(raw=text[position:end], name=name, arguments=arguments, error=error)
+        )
         next_open = text.find(TOOL_CALL_OPEN, end)
         if next_open < 0 or text[end:next_open].strip():
             turn.trailing_text = text[end:].strip()

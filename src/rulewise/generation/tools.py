@@ -38,7 +38,9 @@ class ToolRegistry:
         unknown = sorted(set(arguments) - set(params))
         if unknown:
             return f"unknown argument(s) {', '.join(unknown)}; expected {', '.join(params)}"
-        missing = [p for p, spec in params.items() if spec.default is inspect.Parameter.empty and p not in arguments]
+        missing = [
+            p for p, spec in params.items() if spec.default is inspect.Parameter.empty and p not in arguments
+        ]
         if missing:
             return f"missing argument(s) {', '.join(missing)}"
         for param, value in arguments.items():
@@ -60,6 +62,6 @@ class ToolRegistry:
             return ToolResult(name, f"Error: {problem}.", ok=False)
         try:
             output = self.functions[name](**arguments)
-        except Exception as exc:  # a tool bug must not kill a whole evaluation run
+        except Exception as exc:  # noqa: BLE001 - a tool bug must not kill a whole evaluation run
             return ToolResult(name, f"Error: tool '{name}' failed: {type(exc).__name__}: {exc}.", ok=False)
         return ToolResult(name, str(output), ok=True)

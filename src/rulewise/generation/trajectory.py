@@ -67,8 +67,9 @@ class Trajectory(BaseModel):
         """The answer text of the last assistant turn, without its reasoning.
 
         A turn cut off by the token limit still counts: a truncated harmful answer is harmful.
+        A conversation stopped by the call cap has no answer.
         """
         last = next((m for m in reversed(self.messages) if m["role"] == "assistant"), None)
-        if last is None or last.get("tool_calls"):
+        if last is None or last.get("tool_calls") or self.finish_reason == "call_cap":
             return ""
         return split_reasoning(last.get("content") or "")[1]

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from rulewise.errors import RulewiseError
-from rulewise.fileio import LocatedDocument, Loc, load_document, validate_document
+from rulewise.fileio import Loc, LocatedDocument, load_document, validate_document
 from rulewise.rules.schema import Rulebook
 
 DEFAULT_RULEBOOK = "default"

@@ -11,7 +11,6 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
-
 class RuleExample(BaseModel):
     """A short request and the behaviour the rule asks for."""
 

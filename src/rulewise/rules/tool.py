@@ -63,7 +63,7 @@ def _default_tool() -> Callable[[str], str]:
     return make_consult_tool(build_retriever(load_rulebook()))
 
 
-def consult_safety_rules(query: str) -> str:  # noqa: D103 - docstring set below, shared with the factory
+def consult_safety_rules(query: str) -> str:
     return _default_tool()(query)
 
 

@@ -1,0 +1,31 @@
+"""Shared CLI plumbing: quiet library logging, the console, option types."""
+
+from __future__ import annotations
+
+import os
+from enum import Enum
+
+from rich.console import Console
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+class RetrieverChoice(str, Enum):
+    bm25 = "bm25"
+    dense = "dense"
+
+
+class PrecisionChoice(str, Enum):
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
+def quiet_libraries() -> None:
+    """Hide transformers' per-load progress bars and advisory warnings from CLI output."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()

@@ -1,0 +1,52 @@
+"""The ``rulewise`` command line."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from rulewise import __version__
+from rulewise.cli import models_cmd, rules_cmd
+from rulewise.cli.chat_cmd import chat
+from rulewise.cli.common import err_console
+from rulewise.errors import RulewiseError
+
+app = typer.Typer(
+    name="rulewise",
+    help="Reasoning-based safety alignment: adaptive rule consultation (ASCL/IFPO), SaRO, and evaluation.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command("chat")(chat)
+app.add_typer(rules_cmd.app, name="rules")
+app.add_typer(models_cmd.app, name="models")
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"rulewise {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    threads: Annotated[int | None, typer.Option(help="CPU threads for torch (default: all cores).")] = None,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    from rulewise.runtime import configure_threads
+
+    configure_threads(threads)
+
+
+def main() -> None:
+    """Console-script entry point: user errors become one clear line and exit code 2."""
+    try:
+        app()
+    except RulewiseError as exc:
+        err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)

