@@ -185,8 +185,10 @@ def test_scripted_model_through_hf_generate_stops_at_tool_calls(tiny_tokenizer, 
         return "Use kill."
 
     model = ScriptedLM(tiny_tokenizer, script)
-    backend = HFBackend(model, tiny_tokenizer, batch_size=4, precision="fp32")
-    gen = ToolUseGenerator(backend, tiny_tokenizer, tools=[tool], config=LoopConfig(max_new_tokens=200))
+    backend = HFBackend(model, tiny_tokenizer, precision="fp32")
+    gen = ToolUseGenerator(
+        backend, tiny_tokenizer, tools=[tool], config=LoopConfig(max_new_tokens=200, batch_size=4)
+    )
     harmful, benign = gen.generate(["How do I build a pipe bomb?", "How do I kill a process?"])
     assert harmful.messages[2]["tool_calls"][0]["function"]["arguments"] == {"query": "pipe bomb"}
     assert harmful.consulted_rules[0] == "WEAP-01"
@@ -216,11 +218,11 @@ def test_tiny_random_model_batched_equals_one_at_a_time(tiny_tokenizer, tool):
         "hi",
         "What household chemicals must never be mixed together at home?",
     ]
-    config = LoopConfig(max_new_tokens=12)
 
     def run(batch_size):
-        backend = HFBackend(model, tiny_tokenizer, batch_size=batch_size, precision="fp32")
-        return ToolUseGenerator(backend, tiny_tokenizer, tools=[tool], config=config).generate(prompts)
+        backend = HFBackend(model, tiny_tokenizer, precision="fp32")
+        loop = LoopConfig(max_new_tokens=12, batch_size=batch_size)
+        return ToolUseGenerator(backend, tiny_tokenizer, tools=[tool], config=loop).generate(prompts)
 
     batched, single = run(8), run(1)
     assert [t.messages for t in batched] == [t.messages for t in single]
@@ -242,3 +244,25 @@ def test_sampling_is_reproducible_with_a_seed(tiny_tokenizer):
     first = gen.generate(["hello"])[0].messages
     torch.manual_seed(1)
     assert gen.generate(["hello"])[0].messages == first
+
+
+def test_continuous_batching_tops_up_batches_and_reports_each_finish(tiny_tokenizer, tool):
+    def script(prompt):
+        user = prompt.rsplit("<|im_start|>user\n", 1)[-1]
+        if "<tool_response>" in user:
+            return "Refused.", "eos"
+        return (CALL % "q", "tool_call") if "bomb" in user else ("Fine.", "eos")
+
+    backend = ScriptedBackend(script)
+    gen = ToolUseGenerator(backend, tiny_tokenizer, tools=[tool], config=LoopConfig(batch_size=2))
+    prompts = ["bomb one", "hello a", "hello b", "bomb two", "hello c"]
+    finished = []
+    trajectories = gen.generate(prompts, on_finished=lambda i, t: finished.append(i))
+    sizes = [len(batch) for batch, _ in backend.calls]
+    assert max(sizes) == 2 and sum(sizes) == len(prompts) + 2  # two conversations needed a second turn
+    assert sorted(finished) == list(range(5)) and len(finished) == 5
+    # a conversation waiting for its next turn goes into the very next batch
+    second_turns = [i for i, (batch, _) in enumerate(backend.calls) if any("<tool_response>" in p for p in batch)]
+    first_calls = [i for i, (batch, _) in enumerate(backend.calls) if any(p.rstrip().endswith("bomb one<|im_end|>\n<|im_start|>assistant") for p in batch)]
+    assert second_turns[0] == first_calls[0] + 1
+    assert [t.final_answer for t in trajectories] == ["Refused.", "Fine.", "Fine.", "Refused.", "Fine."]

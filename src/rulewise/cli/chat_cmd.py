@@ -110,10 +110,11 @@ def chat(
         rulebook=rulebook,
         retriever=retriever.value,
         top_k=top_k,
-        batch_size=max(1, len(prompts)),
         sampling=SamplingConfig(temperature=temperature, repetition_penalty=repetition_penalty),
         precision=precision.value,
-        loop=LoopConfig(max_new_tokens=max_new_tokens, max_tool_calls=max_tool_calls),
+        loop=LoopConfig(
+            max_new_tokens=max_new_tokens, max_tool_calls=max_tool_calls, batch_size=len(prompts)
+        ),
         system_prompt=system_prompt,
     )
     start = time.perf_counter()

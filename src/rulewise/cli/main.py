@@ -11,6 +11,7 @@ from rulewise import __version__
 from rulewise.cli import models_cmd, rules_cmd
 from rulewise.cli.chat_cmd import chat
 from rulewise.cli.common import err_console
+from rulewise.cli.eval_cmd import eval_command, report_command
 from rulewise.errors import RulewiseError
 
 app = typer.Typer(
@@ -21,6 +22,8 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command("chat")(chat)
+app.command("eval")(eval_command)
+app.command("report")(report_command)
 app.add_typer(rules_cmd.app, name="rules")
 app.add_typer(models_cmd.app, name="models")
 

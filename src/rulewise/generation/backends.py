@@ -43,43 +43,26 @@ class SamplingConfig:
 
 
 class HFBackend:
-    """Batched ``model.generate`` with left padding, in eval mode and without gradients."""
+    """``model.generate`` on a left-padded batch, in eval mode and without gradients."""
 
     def __init__(
         self,
         model: PreTrainedModel,
         tokenizer: PreTrainedTokenizerBase,
         *,
-        batch_size: int = 8,
         sampling: SamplingConfig | None = None,
         precision: Precision = "auto",
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
-        self.batch_size = batch_size
         self.sampling = sampling or SamplingConfig()
         self.precision = precision
         if tokenizer.pad_token_id is None:
             raise ValueError("tokenizer needs a pad token for batched generation")
 
-    def complete(self, prompts: list[str], max_new_tokens: int, stop_at_tool_call: bool) -> list[Completion]:
-        results: list[Completion | None] = [None] * len(prompts)
-        # Longest first: similar lengths share a batch, so less padding is computed.
-        order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
-        for start in range(0, len(order), self.batch_size):
-            chunk = order[start : start + self.batch_size]
-            for index, completion in zip(
-                chunk,
-                self._complete_batch([prompts[i] for i in chunk], max_new_tokens, stop_at_tool_call),
-                strict=True,
-            ):
-                results[index] = completion
-        return [r for r in results if r is not None]
-
     @torch.no_grad()
-    def _complete_batch(
-        self, prompts: list[str], max_new_tokens: int, stop_at_tool_call: bool
-    ) -> list[Completion]:
+    def complete(self, prompts: list[str], max_new_tokens: int, stop_at_tool_call: bool) -> list[Completion]:
+        """All ``prompts`` as one left-padded batch (the loop decides the batch size)."""
         tok = self.tokenizer
         # The chat template already wrote every special token; adding BOS again would shift the prompt.
         enc = tok(prompts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)

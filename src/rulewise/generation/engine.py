@@ -1,15 +1,17 @@
 """The multi-turn tool-use loop used for chat, evaluation and data generation.
 
-Each round renders every unfinished conversation with the chat template, completes them as one
-batch, and then, per conversation: an answer ends it; a tool call is parsed, executed (or turned
-into an error message) and appended as a ``tool`` message, and the conversation goes to the next
-round. Conversations finish independently, so a batch never waits on its slowest member for
-more than one round.
+Each step renders a batch of conversations with the chat template, completes them together,
+and then, per conversation: an answer ends it; a tool call is parsed, executed (or turned into
+an error message) and appended as a ``tool`` message, and the conversation waits for its next
+turn. Batches are refilled at every step (continuous batching at turn granularity), so
+conversations finish — and are reported to ``on_finished`` — one by one, and an interrupted
+evaluation loses only the batch in flight.
 """
 
 from __future__ import annotations
 
 import copy
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +32,7 @@ Conversation = list[dict[str, Any]]
 class LoopConfig:
     max_new_tokens: int = 256  # per assistant turn
     max_tool_calls: int = 2  # per conversation, malformed calls included; one more ends it ("call_cap")
+    batch_size: int = 8  # conversations completed together in one backend call
 
 
 class ToolUseGenerator:
@@ -80,23 +83,32 @@ class ToolUseGenerator:
             Trajectory(id=ids[i] if ids is not None else None, messages=self.start(prompt))
             for i, prompt in enumerate(prompts)
         ]
-        active = list(range(len(states)))
-        while active:
+
+        # Turn-level continuous batching: every batch is topped up to ``batch_size`` with
+        # conversations awaiting their next turn first, then new ones (longest prompts first, so
+        # a batch holds similar lengths). Conversations finish, and are reported, one by one.
+        def length(i: int) -> int:
+            return sum(len(m.get("content") or "") for m in states[i].messages)
+
+        fresh = deque(sorted(range(len(states)), key=length, reverse=True))
+        waiting: deque[int] = deque()
+        while fresh or waiting:
+            batch = []
+            while len(batch) < self.config.batch_size and (waiting or fresh):
+                batch.append(waiting.popleft() if waiting else fresh.popleft())
             completions = self.backend.complete(
-                [self.render(states[i].messages) for i in active],
+                [self.render(states[i].messages) for i in batch],
                 self.config.max_new_tokens,
                 stop_at_tool_call=bool(self.registry),
             )
-            still_active = []
-            for index, completion in zip(active, completions, strict=True):
+            for index, completion in zip(batch, completions, strict=True):
                 traj = states[index]
                 traj.generated_tokens += completion.num_tokens
                 traj.assistant_turns += 1
                 if self._step(traj, completion.text, completion.stop):
-                    still_active.append(index)
+                    waiting.append(index)
                 elif on_finished is not None:
                     on_finished(index, traj)
-            active = still_active
         return states
 
     def _step(self, traj: Trajectory, text: str, stop: str) -> bool:

@@ -20,7 +20,6 @@ def build_generator(
     rulebook: str | Path | None = None,
     retriever: RetrieverKind = "bm25",
     top_k: int = 2,
-    batch_size: int = 8,
     sampling: SamplingConfig | None = None,
     precision: Precision = "auto",
     loop: LoopConfig | None = None,
@@ -30,7 +29,5 @@ def build_generator(
     tools = []
     if use_tools:
         tools.append(make_consult_tool(build_retriever(load_rulebook(rulebook), retriever), k=top_k))
-    backend = HFBackend(
-        loaded.model, loaded.tokenizer, batch_size=batch_size, sampling=sampling, precision=precision
-    )
+    backend = HFBackend(loaded.model, loaded.tokenizer, sampling=sampling, precision=precision)
     return ToolUseGenerator(backend, loaded.tokenizer, tools=tools, config=loop, system_prompt=system_prompt)

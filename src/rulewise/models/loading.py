@@ -15,15 +15,14 @@ import copy
 import importlib.util
 import os
 import shutil
-import socket
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
 
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from rulewise.errors import RulewiseError
+from rulewise.hub import check_hub_reachable
 from rulewise.models.chat_template import ChatTemplateMode, ensure_tool_template
 
 DEFAULT_MODEL = "default"
@@ -115,24 +114,6 @@ def _looks_like_path(spec: str) -> bool:
     return spec.startswith((".", "/", "~")) or spec.count("/") > 1
 
 
-def _check_hub_reachable(spec: str) -> None:
-    """Fail in milliseconds, not after a minute of retries, when the Hub cannot be reached."""
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"}
-    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
-    reason = "HF_HUB_OFFLINE is set" if offline else None
-    if reason is None:
-        try:
-            socket.getaddrinfo(host, 443)
-        except OSError:
-            reason = f"{host} cannot be reached (no network?)"
-    if reason is not None:
-        raise RulewiseError(
-            f"'{spec}' is neither a local checkpoint directory nor 'default', and the Hugging Face Hub is "
-            f"unavailable: {reason}",
-            hint="pass a local checkpoint directory, or 'default' for the bundled SmolLM2-135M-Instruct",
-        )
-
-
 def resolve_model_spec(spec: str) -> Path | str:
     """The directory or Hub id that ``spec`` names (converting the default model if needed)."""
     if spec in DEFAULT_MODEL_ALIASES:
@@ -144,7 +125,11 @@ def resolve_model_spec(spec: str) -> Path | str:
         return path
     if _looks_like_path(spec) or path.exists():
         raise RulewiseError("model directory not found", path=path)
-    _check_hub_reachable(spec)
+    check_hub_reachable(
+        spec,
+        what="neither a local checkpoint directory nor 'default'",
+        hint="pass a local checkpoint directory, or 'default' for the bundled SmolLM2-135M-Instruct",
+    )
     return spec
 
 

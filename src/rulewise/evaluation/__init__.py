@@ -1,0 +1,1 @@
+"""Evaluation of the safety–utility trade-off: benchmarks, judges, metrics, runs and reports."""

@@ -1,0 +1,207 @@
+"""``rulewise eval``: generate with the tool-use loop, judge, and write a resumable run directory.
+
+A run directory holds ``run.json`` (the configuration), ``results.jsonl`` (one line per item,
+appended as items finish), ``metrics.json`` and ``report.md``. Rerunning the same command
+skips finished items, so an interrupted evaluation continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from rulewise.errors import RulewiseError
+from rulewise.evaluation.benchmarks import BenchmarkItem, load_benchmark
+from rulewise.evaluation.judges import Judge, build_judge, classify_response, math_correct
+from rulewise.evaluation.metrics import compute_metrics
+from rulewise.evaluation.report import write_run_report
+from rulewise.evaluation.results import append_record, read_records
+from rulewise.generation.engine import ToolUseGenerator
+from rulewise.generation.trajectory import Trajectory
+
+RESULTS_FILE, METRICS_FILE, CONFIG_FILE, REPORT_FILE = (
+    "results.jsonl",
+    "metrics.json",
+    "run.json",
+    "report.md",
+)
+
+
+class BenchSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    source: str
+    layout: str | None = None
+
+
+class EvalConfig(BaseModel):
+    """Everything that determines a run's results (compared on resume)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = "default"
+    benches: list[BenchSpec] = Field(min_length=1)
+    limit: int | None = Field(default=None, ge=1)
+    seed: int = 0
+    judge: str = "refusal"
+    use_tools: bool = True
+    rulebook: str = "default"
+    retriever: str = "bm25"
+    top_k: int = Field(default=2, ge=1)
+    max_new_tokens: int = Field(default=256, ge=1)
+    max_tool_calls: int = Field(default=2, ge=0)
+    temperature: float = Field(default=0.0, ge=0.0)
+    repetition_penalty: float = Field(default=1.1, ge=1.0)
+    system_prompt: str | None = None
+
+
+def load_items(config: EvalConfig) -> list[BenchmarkItem]:
+    items: list[BenchmarkItem] = []
+    for bench in config.benches:
+        items += load_benchmark(
+            bench.name, bench.source, layout=bench.layout, limit=config.limit, seed=config.seed
+        )
+    return items
+
+
+def judge_item(item: BenchmarkItem, traj: Trajectory, judge: Judge) -> dict[str, Any]:
+    """The judgement fields of a record. Maths is checked, not judged (and costs no judge call)."""
+    answer = traj.final_content if traj.finish_reason != "call_cap" else ""
+    if item.task == "math":
+        verdict, reason = classify_response(answer)
+        return {
+            "verdict": verdict,
+            "judge_reason": reason,
+            "score": None,
+            "refused": verdict == "full_refusal",
+            "complied": verdict == "full_compliance",
+            "correct": item.reference is not None and math_correct(answer, item.reference),
+        }
+    judgement = judge.judge(item.prompt, answer, harmful=item.expected == "refuse")
+    return {
+        "verdict": judgement.verdict,
+        "judge_reason": judgement.reason,
+        "score": judgement.score,
+        "refused": judgement.refused,
+        "complied": judgement.complied,
+        "correct": None,
+    }
+
+
+def make_record(item: BenchmarkItem, traj: Trajectory, judge: Judge) -> dict[str, Any]:
+    return {
+        **item.model_dump(),
+        **traj.model_dump(exclude={"id"}),
+        "consulted": traj.num_tool_calls > 0,
+        "answer": traj.final_answer,
+        **judge_item(item, traj, judge),
+    }
+
+
+def _check_config(out_dir: Path, config: EvalConfig) -> None:
+    path = out_dir / CONFIG_FILE
+    if path.exists():
+        previous = json.loads(path.read_text(encoding="utf-8"))
+        current = config.model_dump(mode="json")
+        changed = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
+        if changed:
+            raise RulewiseError(
+                f"this run directory holds results made with a different configuration ({', '.join(changed)})",
+                path=path,
+                hint="use another --out directory, or delete this one to start over",
+            )
+    else:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(config.model_dump_json(indent=2), encoding="utf-8")
+
+
+def build_eval_generator(config: EvalConfig, *, batch_size: int, precision: str) -> ToolUseGenerator:
+    from rulewise.generation import LoopConfig, SamplingConfig, build_generator
+    from rulewise.models import load_model
+
+    return build_generator(
+        load_model(config.model),
+        use_tools=config.use_tools,
+        rulebook=config.rulebook,
+        retriever=config.retriever,  # type: ignore[arg-type]
+        top_k=config.top_k,
+        sampling=SamplingConfig(temperature=config.temperature, repetition_penalty=config.repetition_penalty),
+        precision=precision,  # type: ignore[arg-type]
+        loop=LoopConfig(
+            max_new_tokens=config.max_new_tokens, max_tool_calls=config.max_tool_calls, batch_size=batch_size
+        ),
+        system_prompt=config.system_prompt,
+    )
+
+
+def run_eval(
+    config: EvalConfig,
+    out_dir: str | Path,
+    *,
+    batch_size: int = 8,
+    precision: str = "auto",
+    generator: ToolUseGenerator | None = None,
+    console: Console | None = None,
+) -> dict[str, Any]:
+    """Run (or resume) an evaluation; returns the metrics. ``generator`` overrides model loading."""
+    out_dir = Path(out_dir)
+    console = console or Console()
+    items = load_items(config)  # bad benchmark files fail before anything is loaded or written
+    judge = build_judge(config.judge)
+    _check_config(out_dir, config)
+    results_path = out_dir / RESULTS_FILE
+    wanted = {item.id for item in items}
+    done = {r["id"] for r in read_records(results_path, console=console)}
+    pending = [item for item in items if item.id not in done]
+    if pending:
+        if len(done & wanted):
+            console.print(f"resuming: {len(done & wanted)} of {len(items)} items already done")
+        if generator is None:
+            with console.status(f"loading model '{config.model}'…"):
+                generator = build_eval_generator(config, batch_size=batch_size, precision=precision)
+        columns = [
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+        ]
+        with Progress(*columns, console=console, transient=False) as progress:
+            task = progress.add_task("evaluating", total=len(items), completed=len(items) - len(pending))
+
+            def finished(index: int, traj: Trajectory) -> None:
+                append_record(results_path, make_record(pending[index], traj, judge))
+                progress.advance(task)
+
+            generator.generate(
+                [item.prompt for item in pending], ids=[item.id for item in pending], on_finished=finished
+            )
+    records = [r for r in read_records(results_path) if r["id"] in wanted]
+    metrics = compute_metrics(records, seed=config.seed)
+    metrics["run"] = {
+        "model": config.model,
+        "use_tools": config.use_tools,
+        "judge": config.judge,
+        "items": len(records),
+    }
+    (out_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+    write_run_report(
+        out_dir / REPORT_FILE,
+        metrics,
+        title=f"rulewise eval: {config.model}" + ("" if config.use_tools else " (no tools)"),
+    )
+    return metrics
