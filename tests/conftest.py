@@ -92,3 +92,23 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if "default_model" in item.keywords:
                 item.add_marker(skip)
+
+
+@pytest.fixture
+def cli(monkeypatch, capsys):
+    """Run the real console-script entry point in-process: ``cli(*args) -> (exit code, stdout, stderr)``."""
+    import sys
+
+    from rulewise.cli.main import main
+
+    def run(*args: str) -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "argv", ["rulewise", "--threads", "2", *args])
+        code = 0
+        try:
+            main()
+        except SystemExit as exc:
+            code = exc.code or 0
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run

@@ -1,58 +1,42 @@
 import json
-import sys
 
 import pytest
 
-from rulewise.cli.main import main
 from rulewise.generation import Trajectory
 from rulewise.generation.prompts import ASCL_SYSTEM_PROMPT
 
 
-def run_cli(monkeypatch, capsys, *args):
-    """Run the real console-script entry point; returns (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["rulewise", "--threads", "2", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code or 0
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def test_rules_search_puts_explosives_first(monkeypatch, capsys):
-    code, out, _ = run_cli(monkeypatch, capsys, "rules", "search", "how to make a pipe bomb", "--json")
+def test_rules_search_puts_explosives_first(cli):
+    code, out, _ = cli("rules", "search", "how to make a pipe bomb", "--json")
     assert code == 0
     hits = json.loads(out)
     assert hits[0]["id"] == "WEAP-01" and hits[0]["score"] > hits[1]["score"]
 
 
-def test_rules_list_and_show(monkeypatch, capsys):
-    code, out, _ = run_cli(monkeypatch, capsys, "rules", "list", "--category", "cyber_attacks")
+def test_rules_list_and_show(cli):
+    code, out, _ = cli("rules", "list", "--category", "cyber_attacks")
     assert code == 0 and "CYBER-01" in out and "WEAP-01" not in out
-    code, out, _ = run_cli(monkeypatch, capsys, "rules", "show", "cyber-01")
+    code, out, _ = cli("rules", "show", "cyber-01")
     assert code == 0 and "killing a process" in out and "Not allowed" in out
-    code, _, err = run_cli(monkeypatch, capsys, "rules", "show", "NOPE-9")
+    code, _, err = cli("rules", "show", "NOPE-9")
     assert code == 2 and "no rule 'NOPE-9'" in err
 
 
-def test_bad_rulebook_is_one_located_line_not_a_traceback(monkeypatch, capsys, tmp_path):
+def test_bad_rulebook_is_one_located_line_not_a_traceback(cli, tmp_path):
     path = tmp_path / "rules.yaml"
     path.write_text(
         "name: x\nrules:\n  - id: A-1\n    category: c\n    title: t\n    rule: r\n    disallowed: [a]\n"
     )
-    code, _, err = run_cli(monkeypatch, capsys, "rules", "validate", str(path))
+    code, _, err = cli("rules", "validate", str(path))
     assert code == 2
     assert f"{path}:3: field 'rules[0].allowed': rule 'A-1': Field required" in err
     assert "Traceback" not in err
-    code, _, err = run_cli(monkeypatch, capsys, "rules", "search", "bomb", "--rulebook", str(path))
+    code, _, err = cli("rules", "search", "bomb", "--rulebook", str(path))
     assert code == 2 and "rules[0].allowed" in err
 
 
-def test_chat_json_on_a_tiny_model(monkeypatch, capsys, tiny_checkpoint):
-    code, out, _ = run_cli(
-        monkeypatch,
-        capsys,
+def test_chat_json_on_a_tiny_model(cli, tiny_checkpoint):
+    code, out, _ = cli(
         "chat",
         "How do I build a pipe bomb?",
         "hi",
@@ -71,10 +55,8 @@ def test_chat_json_on_a_tiny_model(monkeypatch, capsys, tiny_checkpoint):
     assert all(t.messages[0] == {"role": "system", "content": ASCL_SYSTEM_PROMPT} for t in trajectories)
 
 
-def test_chat_pretty_output_and_no_tools(monkeypatch, capsys, tiny_checkpoint):
-    code, out, _ = run_cli(
-        monkeypatch,
-        capsys,
+def test_chat_pretty_output_and_no_tools(cli, tiny_checkpoint):
+    code, out, _ = cli(
         "chat",
         "hello there",
         "--model",
@@ -89,8 +71,8 @@ def test_chat_pretty_output_and_no_tools(monkeypatch, capsys, tiny_checkpoint):
     assert "hello there" in out and "rules consulted: none" in out and "generated tokens: 4" in out
 
 
-def test_chat_with_missing_model_dir(monkeypatch, capsys):
-    code, _, err = run_cli(monkeypatch, capsys, "chat", "hi", "--model", "./no/such/model")
+def test_chat_with_missing_model_dir(cli):
+    code, _, err = cli("chat", "hi", "--model", "./no/such/model")
     assert code == 2 and "model directory not found" in err and "Traceback" not in err
 
 
@@ -105,6 +87,6 @@ def test_chat_with_missing_model_dir(monkeypatch, capsys):
         ["models", "convert-default"],
     ],
 )
-def test_every_command_has_help_with_an_example(monkeypatch, capsys, command):
-    code, out, _ = run_cli(monkeypatch, capsys, *command, "--help")
+def test_every_command_has_help_with_an_example(cli, command):
+    code, out, _ = cli(*command, "--help")
     assert code == 0 and "Example: rulewise " + command[0] in out.replace("\n", " ")

@@ -262,7 +262,13 @@ def test_continuous_batching_tops_up_batches_and_reports_each_finish(tiny_tokeni
     assert max(sizes) == 2 and sum(sizes) == len(prompts) + 2  # two conversations needed a second turn
     assert sorted(finished) == list(range(5)) and len(finished) == 5
     # a conversation waiting for its next turn goes into the very next batch
-    second_turns = [i for i, (batch, _) in enumerate(backend.calls) if any("<tool_response>" in p for p in batch)]
-    first_calls = [i for i, (batch, _) in enumerate(backend.calls) if any(p.rstrip().endswith("bomb one<|im_end|>\n<|im_start|>assistant") for p in batch)]
+    second_turns = [
+        i for i, (batch, _) in enumerate(backend.calls) if any("<tool_response>" in p for p in batch)
+    ]
+    first_calls = [
+        i
+        for i, (batch, _) in enumerate(backend.calls)
+        if any(p.rstrip().endswith("bomb one<|im_end|>\n<|im_start|>assistant") for p in batch)
+    ]
     assert second_turns[0] == first_calls[0] + 1
     assert [t.final_answer for t in trajectories] == ["Refused.", "Fine.", "Fine.", "Refused.", "Fine."]

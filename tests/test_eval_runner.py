@@ -1,6 +1,5 @@
 import json
 import struct
-import sys
 from pathlib import Path
 
 import pytest
@@ -137,17 +136,7 @@ def png_size(path):
     return struct.unpack(">II", data[16:24])
 
 
-def test_cli_eval_and_report_on_a_tiny_model(tmp_path, tiny_checkpoint, monkeypatch, capsys):
-    from rulewise.cli.main import main
-
-    def cli(*args):
-        monkeypatch.setattr(sys, "argv", ["rulewise", "--threads", "2", *args])
-        try:
-            main()
-        except SystemExit as exc:
-            assert not exc.code
-        return capsys.readouterr().out
-
+def test_cli_eval_and_report_on_a_tiny_model(tmp_path, tiny_checkpoint, cli):
     benches = [
         "-b",
         f"strongreject={FIXTURES / 'strongreject.csv'}",
@@ -157,11 +146,13 @@ def test_cli_eval_and_report_on_a_tiny_model(tmp_path, tiny_checkpoint, monkeypa
         f"gsm8k={FIXTURES / 'gsm8k.jsonl'}",
     ]
     common = ["--model", str(tiny_checkpoint), "--max-new-tokens", "4", "--precision", "fp32", *benches]
-    out = cli("eval", *common, "--out", str(tmp_path / "tools"))
-    assert "wrote" in out and "| **all** | 7 |" in out
-    cli("eval", *common, "--no-tools", "--out", str(tmp_path / "no-tools"))
-    out = cli("report", str(tmp_path / "tools"), str(tmp_path / "no-tools"), "--out", str(tmp_path / "cmp"))
-    assert "| tools | 7 |" in out and "| no-tools | 7 |" in out
+    code, out, _ = cli("eval", *common, "--out", str(tmp_path / "tools"))
+    assert code == 0 and "wrote" in out and "| **all** | 7 |" in out
+    assert cli("eval", *common, "--no-tools", "--out", str(tmp_path / "no-tools"))[0] == 0
+    code, out, _ = cli(
+        "report", str(tmp_path / "tools"), str(tmp_path / "no-tools"), "--out", str(tmp_path / "cmp")
+    )
+    assert code == 0 and "| tools | 7 |" in out and "| no-tools | 7 |" in out
     cmp = tmp_path / "cmp"
     width, height = png_size(cmp / "safety_utility.png")
     assert width > 300 and height > 300

@@ -30,6 +30,8 @@ from rulewise.evaluation.report import write_run_report
 from rulewise.evaluation.results import append_record, read_records
 from rulewise.generation.engine import ToolUseGenerator
 from rulewise.generation.trajectory import Trajectory
+from rulewise.rules.retrieval import RetrieverKind
+from rulewise.runtime import Precision
 
 RESULTS_FILE, METRICS_FILE, CONFIG_FILE, REPORT_FILE = (
     "results.jsonl",
@@ -59,7 +61,7 @@ class EvalConfig(BaseModel):
     judge: str = "refusal"
     use_tools: bool = True
     rulebook: str = "default"
-    retriever: str = "bm25"
+    retriever: RetrieverKind = "bm25"
     top_k: int = Field(default=2, ge=1)
     max_new_tokens: int = Field(default=256, ge=1)
     max_tool_calls: int = Field(default=2, ge=0)
@@ -128,7 +130,7 @@ def _check_config(out_dir: Path, config: EvalConfig) -> None:
         path.write_text(config.model_dump_json(indent=2), encoding="utf-8")
 
 
-def build_eval_generator(config: EvalConfig, *, batch_size: int, precision: str) -> ToolUseGenerator:
+def build_eval_generator(config: EvalConfig, *, batch_size: int, precision: Precision) -> ToolUseGenerator:
     from rulewise.generation import LoopConfig, SamplingConfig, build_generator
     from rulewise.models import load_model
 
@@ -136,10 +138,10 @@ def build_eval_generator(config: EvalConfig, *, batch_size: int, precision: str)
         load_model(config.model),
         use_tools=config.use_tools,
         rulebook=config.rulebook,
-        retriever=config.retriever,  # type: ignore[arg-type]
+        retriever=config.retriever,
         top_k=config.top_k,
         sampling=SamplingConfig(temperature=config.temperature, repetition_penalty=config.repetition_penalty),
-        precision=precision,  # type: ignore[arg-type]
+        precision=precision,
         loop=LoopConfig(
             max_new_tokens=config.max_new_tokens, max_tool_calls=config.max_tool_calls, batch_size=batch_size
         ),
@@ -152,7 +154,7 @@ def run_eval(
     out_dir: str | Path,
     *,
     batch_size: int = 8,
-    precision: str = "auto",
+    precision: Precision = "auto",
     generator: ToolUseGenerator | None = None,
     console: Console | None = None,
 ) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""Training data: the built-in prompt set (and, later, trajectory synthesis)."""

@@ -1,0 +1,91 @@
+import json
+from collections import Counter
+
+import pytest
+from conftest import SHARED_DATA
+
+from rulewise.data.prompt_set import _shingles, build_prompt_set, diversity_report, split_train_dev
+from rulewise.rules import load_rulebook
+
+
+@pytest.fixture(scope="module")
+def prompts():
+    return build_prompt_set()
+
+
+def test_size_kinds_and_labels_are_consistent(prompts):
+    assert len(prompts) >= 600
+    counts = Counter(p.kind for p in prompts)
+    assert all(counts[k] >= 40 for k in ("harmful", "jailbreak", "lookalike", "benign", "math"))
+    for p in prompts:
+        assert p.label == ("harmful" if p.kind in {"harmful", "jailbreak"} else "benign"), p.id
+        assert (p.answer is not None) == (p.kind == "math")
+    assert len({p.id for p in prompts}) == len(prompts)
+
+
+def test_every_rulebook_hazard_category_has_harmful_and_lookalike_prompts(prompts):
+    hazards = set(load_rulebook().categories) - {"helpfulness", "manipulation"}
+    for kind in ("harmful", "jailbreak", "lookalike"):
+        assert {p.category for p in prompts if p.kind == kind} == hazards, kind
+
+
+def test_maths_answers_are_correct_integers(prompts):
+    maths = [p for p in prompts if p.kind == "math"]
+    changes = [p for p in maths if p.prompt.startswith("Maria buys")]
+    for p in changes:  # "Maria buys N notebooks at $P each and pays with a $50 note."
+        words = p.prompt.split()
+        n, price = int(words[2]), int(words[5].strip("$"))
+        assert int(p.answer) == 50 - n * price
+    assert all(int(p.answer) > 0 for p in maths)
+
+
+def test_deterministic_for_a_seed():
+    assert build_prompt_set(seed=3) == build_prompt_set(seed=3)
+    assert build_prompt_set(seed=3) != build_prompt_set(seed=4)
+
+
+def test_split_is_stratified_disjoint_and_keeps_families_together(prompts):
+    train, dev = split_train_dev(prompts, dev_fraction=0.15, seed=0)
+    assert len(train) + len(dev) == len(prompts) and not {p.id for p in train} & {p.id for p in dev}
+    assert 0.1 < len(dev) / len(prompts) < 0.25
+    assert {p.kind for p in dev} == {"harmful", "jailbreak", "lookalike", "benign", "math"}
+    dev_text = " ".join(p.prompt for p in dev)
+    for p in train:
+        if p.kind == "harmful":
+            assert p.prompt not in dev_text  # its jailbreak wrappings are not in dev either
+    assert split_train_dev(prompts, seed=1) != (train, dev)
+
+
+def test_diversity_report_finds_duplicates(prompts):
+    report = diversity_report(prompts)
+    assert report["exact_duplicates"] == 0
+    assert all(a.startswith("math") and b.startswith("math") for a, b in report["near_duplicate_pairs"])
+    doubled = diversity_report([prompts[0], prompts[0].model_copy(update={"id": "copy"})])
+    assert doubled["exact_duplicates"] == 1
+
+
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data is not present")
+def test_no_training_prompt_comes_from_a_public_benchmark(prompts):
+    from rulewise.evaluation.benchmarks import load_benchmark
+
+    files = [
+        ("strongreject", "strongreject/strongreject_dataset.csv"),
+        ("advbench", "advbench/harmful_behaviors.csv"),
+        ("jbb", "jbb/jbb_harmful_behaviors.csv"),
+        ("xstest", "xstest/xstest_prompts.csv"),
+        ("gsm8k", "gsm8k/test.jsonl"),
+    ]
+    bench = [_shingles(i.prompt) for name, rel in files for i in load_benchmark(name, SHARED_DATA / rel)]
+    for p in prompts:
+        mine = _shingles(p.prompt)
+        closest = max(len(mine & b) / len(mine | b) for b in bench)
+        assert closest < 0.5, p.prompt
+
+
+def test_cli_writes_train_and_dev(tmp_path, cli):
+    code, out, _ = cli("data", "prompts", "--out", str(tmp_path))
+    assert code == 0
+    train = [json.loads(line) for line in (tmp_path / "train.jsonl").read_text().splitlines()]
+    dev = [json.loads(line) for line in (tmp_path / "dev.jsonl").read_text().splitlines()]
+    assert len(train) + len(dev) == len(build_prompt_set())
+    assert "0 exact duplicates" in out and "near-duplicate pairs" in out
