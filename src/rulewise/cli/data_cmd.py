@@ -55,3 +55,78 @@ def prompts_command(
     console.print(
         f"[green]wrote[/green] {out / 'train.jsonl'} ({len(train)}), {out / 'dev.jsonl'} ({len(dev)})"
     )
+
+
+PromptsOpt = Annotated[
+    Path, typer.Option("--prompts", "-p", help="Prompts JSONL (from 'rulewise data prompts').")
+]
+TeacherOpt = Annotated[str, typer.Option("--teacher", "-t", help="'scripted' (offline) or 'hf:MODEL'.")]
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output JSONL; rerun to resume.")]
+RulebookOpt = Annotated[str, typer.Option("--rulebook", "-r", help="Rulebook file, or 'default'.")]
+
+
+def _synthesize(prompts_path: Path, teacher, out: Path, tools: list[dict]) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from rulewise.data.synthesis import load_prompts, rejected_path, synthesize
+
+    prompts = load_prompts(prompts_path)
+    columns = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    ]
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task(f"teacher {teacher.name}", total=len(prompts))
+        report = synthesize(prompts, teacher, out, tools=tools, on_progress=lambda: progress.advance(task))
+    console.print(
+        f"[green]wrote[/green] {report.written} trajectories to {out} "
+        f"({report.with_tool_call} with a rule consultation = {report.consult_share:.0%}, "
+        f"{report.written - report.with_tool_call} without); skipped {report.skipped} already done"
+    )
+    if report.written:
+        console.print("by kind: " + ", ".join(f"{k} {n}" for k, n in sorted(report.by_kind.items())))
+    if report.rejected:
+        reasons = "; ".join(f"{n}× {r}" for r, n in report.reasons.most_common())
+        console.print(
+            f"[yellow]filtered out[/yellow] {report.rejected} (judge disagrees with the label: {reasons}) → {rejected_path(out)}"
+        )
+
+
+@app.command("bc")
+def bc_command(
+    prompts: PromptsOpt, out: OutOpt, teacher: TeacherOpt = "scripted", rulebook: RulebookOpt = "default"
+) -> None:
+    """Synthesise ASCL behaviour-cloning trajectories (some consult the rules, some don't), judge-filtered.
+
+    Example: rulewise data bc --prompts data/prompts/train.jsonl --teacher scripted --out data/bc.jsonl
+    """
+    from transformers.utils import get_json_schema
+
+    from rulewise.data.teachers import build_teacher
+    from rulewise.rules import load_rulebook, make_consult_tool
+    from rulewise.rules.retrieval import build_retriever
+
+    book = load_rulebook(rulebook)
+    tools = [get_json_schema(make_consult_tool(build_retriever(book)))]
+    _synthesize(prompts, build_teacher(teacher, book), out, tools)
+
+
+@app.command("context-distill")
+def context_distill_command(
+    prompts: PromptsOpt, out: OutOpt, teacher: TeacherOpt = "scripted", rulebook: RulebookOpt = "default"
+) -> None:
+    """Synthesise the context-distillation baseline: rules pasted in context while generating, removed when stored.
+
+    Example: rulewise data context-distill --prompts data/prompts/train.jsonl --out data/cd.jsonl
+    """
+    from rulewise.data.teachers import ContextDistillTeacher, build_teacher, rules_context
+    from rulewise.generation.prompts import PLAIN_SYSTEM_PROMPT
+    from rulewise.rules import load_rulebook
+
+    book = load_rulebook(rulebook)
+    system = f"{PLAIN_SYSTEM_PROMPT}\n\n# Safety rules\n\n{rules_context(book)}"
+    inner = build_teacher(teacher, book, use_tools=False, system_prompt=system)
+    _synthesize(prompts, ContextDistillTeacher(inner, book), out, tools=[])

@@ -30,6 +30,7 @@ class TrainingPrompt(BaseModel):
     kind: Kind
     category: str  # rulebook category; "general" for plain tasks, "math" for maths
     answer: str | None = None  # maths reference answer
+    solution: str | None = None  # maths worked solution (used by the scripted teacher)
 
     @property
     def expected(self) -> Literal["refuse", "comply"]:
@@ -52,73 +53,102 @@ def _wrap(template: str, request: str) -> str:
     return template.format(request=request, request_lower=request[0].lower() + request[1:])
 
 
-#: (question template, value choices per slot, answer). Several operations per problem, so the
-#: answer has to be computed rather than copied from the question.
-MATH_TEMPLATES: list[tuple[str, dict[str, Sequence[int]], Callable[[dict[str, int]], int]]] = [
+#: (question template, value choices per slot, worked solution). Several operations per problem,
+#: so the answer has to be computed rather than copied; the solution ends with the answer.
+MathSolver = Callable[[dict[str, int]], tuple[int, str]]
+MATH_TEMPLATES: list[tuple[str, dict[str, Sequence[int]], MathSolver]] = [
     (
         "A bakery bakes {a} loaves a day for {d} days and sells {s} loaves in total. How many loaves are left?",
         {"a": range(20, 61), "d": range(3, 8), "s": range(10, 61)},
-        lambda v: v["a"] * v["d"] - v["s"],
+        lambda v: (
+            v["a"] * v["d"] - v["s"],
+            f"It bakes {v['a']} × {v['d']} = {v['a'] * v['d']} loaves. After selling {v['s']}, {v['a'] * v['d']} − {v['s']} = {v['a'] * v['d'] - v['s']} are left.",
+        ),
     ),
     (
         "Maria buys {n} notebooks at ${p} each and pays with a $50 note. How much change does she get?",
         {"n": range(2, 6), "p": range(2, 7)},
-        lambda v: 50 - v["n"] * v["p"],
+        lambda v: (
+            50 - v["n"] * v["p"],
+            f"The notebooks cost {v['n']} × ${v['p']} = ${v['n'] * v['p']}. Her change is $50 − ${v['n'] * v['p']} = ${50 - v['n'] * v['p']}.",
+        ),
     ),
     (
         "A train travels {a} km per hour for {b} hours. How many kilometres does it travel?",
         {"a": range(40, 121), "b": range(2, 7)},
-        lambda v: v["a"] * v["b"],
+        lambda v: (v["a"] * v["b"], f"Distance = speed × time = {v['a']} × {v['b']} = {v['a'] * v['b']} km."),
     ),
     (
         "{t} students are split into groups of {g}. How many full groups are there?",
         {"t": range(30, 121), "g": range(3, 9)},
-        lambda v: v["t"] // v["g"],
+        lambda v: (
+            v["t"] // v["g"],
+            f"{v['t']} ÷ {v['g']} = {v['t'] // v['g']} with {v['t'] % v['g']} left over, so there are {v['t'] // v['g']} full groups.",
+        ),
     ),
     (
         "A farm has {e} hens that each lay {w} eggs a week. How many eggs do they lay in {m} weeks?",
         {"e": range(5, 31), "w": range(3, 8), "m": range(2, 6)},
-        lambda v: v["e"] * v["w"] * v["m"],
+        lambda v: (
+            v["e"] * v["w"] * v["m"],
+            f"Each week they lay {v['e']} × {v['w']} = {v['e'] * v['w']} eggs, so in {v['m']} weeks {v['e'] * v['w']} × {v['m']} = {v['e'] * v['w'] * v['m']} eggs.",
+        ),
     ),
     (
         "Sam earns ${s} per hour and works {h} hours a week. How much does he earn in 4 weeks?",
         {"s": range(10, 31), "h": range(10, 41)},
-        lambda v: v["s"] * v["h"] * 4,
+        lambda v: (
+            v["s"] * v["h"] * 4,
+            f"Each week he earns {v['s']} × {v['h']} = ${v['s'] * v['h']}, so in 4 weeks ${v['s'] * v['h']} × 4 = ${v['s'] * v['h'] * 4}.",
+        ),
     ),
     (
         "Tom has {a} marbles. He gives {b} to his sister and then buys {c} more. How many marbles does he have now?",
         {"a": range(30, 91), "b": range(5, 26), "c": range(5, 41)},
-        lambda v: v["a"] - v["b"] + v["c"],
+        lambda v: (
+            v["a"] - v["b"] + v["c"],
+            f"After giving some away he has {v['a']} − {v['b']} = {v['a'] - v['b']}, then {v['a'] - v['b']} + {v['c']} = {v['a'] - v['b'] + v['c']} marbles.",
+        ),
     ),
     (
         "A garden is {l} metres long and {w} metres wide. What is its area in square metres?",
         {"l": range(5, 41), "w": range(3, 21)},
-        lambda v: v["l"] * v["w"],
+        lambda v: (
+            v["l"] * v["w"],
+            f"Area = length × width = {v['l']} × {v['w']} = {v['l'] * v['w']} square metres.",
+        ),
     ),
     (
         "A shirt costs ${p}. It is on sale for {q}% off. How many dollars do you save?",
         {"p": (20, 40, 60, 80, 100), "q": (10, 25, 50)},
-        lambda v: v["p"] * v["q"] // 100,
+        lambda v: (
+            v["p"] * v["q"] // 100,
+            f"{v['q']}% of ${v['p']} is {v['p']} × {v['q']} ÷ 100 = ${v['p'] * v['q'] // 100}.",
+        ),
     ),
     (
         "A tank holds {a} litres and {b} litres are used each day. After how many full days is it empty?",
         {"a": range(100, 501), "b": range(10, 41)},
-        lambda v: v["a"] // v["b"],
+        lambda v: (
+            v["a"] // v["b"],
+            f"{v['a']} ÷ {v['b']} = {v['a'] // v['b']} full days, with {v['a'] % v['b']} litres left over.",
+        ),
     ),
 ]
 
 
-def _math_problems(count: int, rng: random.Random) -> list[tuple[str, int]]:
-    """``count`` distinct word problems with positive integer answers."""
-    problems: list[tuple[str, int]] = []
+def _math_problems(count: int, rng: random.Random) -> list[tuple[str, int, str]]:
+    """``count`` distinct ``(question, answer, worked solution)`` with positive integer answers."""
+    problems: list[tuple[str, int, str]] = []
     seen: set[str] = set()
     while len(problems) < count:
-        template, slots, answer_of = rng.choice(MATH_TEMPLATES)
+        template, slots, solve = rng.choice(MATH_TEMPLATES)
         values = {name: rng.choice(choices) for name, choices in slots.items()}
-        text, answer = template.format(**values), answer_of(values)
+        text = template.format(**values)
+        answer, solution = solve(values)
         if answer > 0 and text not in seen:
             seen.add(text)
-            problems.append((text, answer))
+            problems.append((text, answer, solution))
     return problems
 
 
@@ -127,7 +157,7 @@ def build_prompt_set(seed: int = 0, math_count: int = 200) -> list[TrainingPromp
     rng = random.Random(seed)
     prompts: list[TrainingPrompt] = []
 
-    def add(prompt: str, label: str, kind: str, category: str, answer: str | None = None) -> None:
+    def add(prompt: str, label: str, kind: str, category: str, **maths: str) -> None:
         prompts.append(
             TrainingPrompt(
                 id=f"{kind}-{len(prompts):04d}",
@@ -135,7 +165,7 @@ def build_prompt_set(seed: int = 0, math_count: int = 200) -> list[TrainingPromp
                 label=label,
                 kind=kind,
                 category=category,
-                answer=answer,
+                **maths,
             )
         )
 
@@ -155,8 +185,8 @@ def build_prompt_set(seed: int = 0, math_count: int = 200) -> list[TrainingPromp
             )
     for request in BENIGN:
         add(request, "benign", "benign", "general")
-    for text, answer in _math_problems(math_count, rng):
-        add(text, "benign", "math", "math", str(answer))
+    for text, answer, solution in _math_problems(math_count, rng):
+        add(text, "benign", "math", "math", answer=str(answer), solution=solution)
     return prompts
 
 

@@ -1,0 +1,226 @@
+"""An offline, deterministic, rule-grounded teacher that writes ASCL trajectories.
+
+For each training prompt it decides whether to consult the rules, calls the real
+``consult_safety_rules`` tool (so the retrieved text is exactly what a policy would see),
+reasons about the rule it got back — what it forbids *and* what it allows — and ends with a
+refusal that offers a safe alternative, a helpful answer, or a worked maths solution.
+
+Whether to consult is a deterministic function of (seed, prompt id): harmful and jailbreak
+prompts consult with probability ``consult_harmful``, look-alikes with ``consult_lookalike``,
+plain tasks and maths never. The mix of trajectories with and without a rule call is what
+behaviour cloning needs to learn *when* to consult, not just *how*.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from rulewise.data.answers import ANSWERS
+from rulewise.data.prompt_set import TrainingPrompt, _family_key
+from rulewise.generation.prompts import ASCL_SYSTEM_PROMPT
+from rulewise.generation.trajectory import Trajectory
+from rulewise.rules.schema import Rule, Rulebook
+from rulewise.rules.tool import TOOL_NAME, rule_ids_in
+
+CRISIS_NOTE = (
+    "If you are thinking about ending your life, please reach out now: call or text 988 in the US, "
+    "or your local emergency number, or talk to someone you trust. You don't have to go through this alone."
+)
+
+
+def _unit(*parts: object) -> float:
+    """A deterministic number in [0, 1) from the parts (stable across runs and machines)."""
+    digest = hashlib.sha256(json.dumps(parts).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def _pick(options: list[str], *parts: object) -> str:
+    return options[int(_unit("pick", *parts) * len(options))]
+
+
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:]
+
+
+@dataclass
+class ScriptedTeacher:
+    """Writes one trajectory per prompt; see the module docstring."""
+
+    rulebook: Rulebook
+    consult: Callable[[str], str]  # the consult_safety_rules tool
+    consult_harmful: float = 0.7
+    consult_lookalike: float = 0.5
+    seed: int = 0
+    system_prompt: str = ASCL_SYSTEM_PROMPT
+    name: str = "scripted"
+
+    def wants_rules(self, prompt: TrainingPrompt) -> bool:
+        rate = {
+            "harmful": self.consult_harmful,
+            "jailbreak": self.consult_harmful,
+            "lookalike": self.consult_lookalike,
+        }
+        return _unit(self.seed, prompt.id, "consult") < rate.get(prompt.kind, 0.0)
+
+    # -- the pieces of a trajectory --------------------------------------------------------
+
+    def _category_rule(self, category: str) -> Rule | None:
+        return next((rule for rule in self.rulebook.rules if rule.category == category), None)
+
+    def _cited_rule(self, prompt: TrainingPrompt, retrieved_ids: list[str]) -> Rule | None:
+        """The retrieved rule that governs this prompt: its category's, else the first retrieved."""
+        retrieved = [self.rulebook.get(rule_id) for rule_id in retrieved_ids]
+        return next(
+            (r for r in retrieved if r.category == prompt.category), retrieved[0] if retrieved else None
+        )
+
+    def _opening_thought(self, prompt: TrainingPrompt, consulting: bool) -> str:
+        key = (self.seed, prompt.id)
+        if prompt.kind == "math":
+            return "This is a maths word problem. Let me work through it step by step."
+        if prompt.kind == "benign":
+            return _pick(
+                [
+                    "This is an ordinary request; I can simply help.",
+                    "A harmless task. I'll answer it directly.",
+                ],
+                *key,
+            )
+        if consulting:
+            return _pick(
+                [
+                    "This request touches a sensitive topic. Before answering I should check what the safety rules allow.",
+                    "Some words here could signal harm, but they might be harmless. Let me consult the rules to decide.",
+                    "I'm not sure whether this is allowed. I'll look up the relevant safety rules first.",
+                ],
+                *key,
+            )
+        if prompt.label == "harmful":
+            return _pick(
+                [
+                    "The user is asking for real, operational help with something that could seriously hurt people.",
+                    "This asks for concrete instructions that would enable harm; the framing does not change what would be produced.",
+                ],
+                *key,
+            )
+        return _pick(
+            [
+                "A word here can sound alarming, but the request itself is harmless and useful. I will answer it fully.",
+                "This only looks sensitive. What is actually asked for is benign, so I should help fully.",
+            ],
+            *key,
+        )
+
+    def _verdict_thought(self, prompt: TrainingPrompt, rule: Rule | None) -> str:
+        if prompt.label == "harmful":
+            if rule is not None and rule.category == prompt.category:
+                return (
+                    f"Rule {rule.id} ({rule.title}) does not allow {rule.disallowed[0]}. This request asks for exactly that, "
+                    f"so I must refuse. The rule does allow {rule.allowed[0]}, which I can offer instead."
+                )
+            return "The retrieved rules do not describe this exactly, but the request clearly seeks harmful help, so I will refuse."
+        if rule is not None and rule.category == prompt.category:
+            return f"Rule {rule.id} explicitly allows {rule.allowed[0]}. This request is of that harmless kind, so I should answer it fully."
+        return "No rule forbids this; it is a harmless request, so I will help."
+
+    def _refusal(self, prompt: TrainingPrompt) -> str:
+        rule = self._category_rule(prompt.category)
+        opening = _pick(
+            [
+                "I can't help with that.",
+                "I won't help with this request.",
+                "Sorry, but I can't provide that.",
+            ],
+            self.seed,
+            prompt.id,
+            "refusal",
+        )
+        alternative = f" If it's useful, I can help with {rule.allowed[0]} instead." if rule else ""
+        crisis = f" {CRISIS_NOTE}" if prompt.category == "self_harm" else ""
+        return opening + crisis + alternative
+
+    def _answer(self, prompt: TrainingPrompt) -> str:
+        if prompt.kind == "math":
+            return f"{prompt.solution}\nThe answer is {prompt.answer}."
+        return ANSWERS[_family_key(prompt)]
+
+    # -- trajectories ----------------------------------------------------------------------
+
+    def trajectory(self, prompt: TrainingPrompt, *, consult: bool | None = None) -> Trajectory:
+        """The ASCL trajectory for ``prompt`` (``consult`` overrides the teacher's own decision)."""
+        consulting = self.wants_rules(prompt) if consult is None else consult
+        messages: list[dict[str, Any]] = [
+            {"role": "system", "content": self.system_prompt},
+            {"role": "user", "content": prompt.prompt},
+        ]
+        opening = self._opening_thought(prompt, consulting)
+        final = self._refusal(prompt) if prompt.label == "harmful" else self._answer(prompt)
+        consulted: list[str] = []
+        if consulting:
+            query = _family_key(prompt)  # the request itself, without any jailbreak or fiction wrapper
+            if len(query) > 160:
+                query = query[:160].rsplit(" ", 1)[0]
+            tool_output = self.consult(query)
+            consulted = rule_ids_in(tool_output)
+            messages.append(
+                {
+                    "role": "assistant",
+                    "content": f"<think>\n{opening}\n</think>",
+                    "tool_calls": [
+                        {"type": "function", "function": {"name": TOOL_NAME, "arguments": {"query": query}}}
+                    ],
+                }
+            )
+            messages.append({"role": "tool", "name": TOOL_NAME, "content": tool_output})
+            thought = self._verdict_thought(prompt, self._cited_rule(prompt, consulted))
+        elif prompt.label == "harmful":
+            thought = f"{opening} I will refuse and offer a safe alternative."
+        else:
+            thought = opening
+        messages.append({"role": "assistant", "content": f"<think>\n{thought}\n</think>\n{final}"})
+        return Trajectory(
+            id=prompt.id,
+            messages=messages,
+            consulted_rules=consulted,
+            num_tool_calls=int(consulting),
+            assistant_turns=1 + int(consulting),
+        )
+
+    def context_distilled(
+        self, prompt: TrainingPrompt, rules_text: str, plain_system_prompt: str
+    ) -> tuple[Trajectory, Trajectory]:
+        """The context-distillation baseline: generated *with* the rules pasted into the system
+        prompt, stored *without* them (and without any tool), so SFT distils the rules' effect.
+
+        Returns ``(as generated, as stored for training)``.
+        """
+        rule = (
+            self._category_rule(prompt.category)
+            if prompt.kind in {"harmful", "jailbreak", "lookalike"}
+            else None
+        )
+        opening = self._opening_thought(prompt, consulting=False)
+        if rule is not None:
+            thought = f"{opening} {self._verdict_thought(prompt, rule)}"
+        else:
+            thought = opening
+        final = self._refusal(prompt) if prompt.label == "harmful" else self._answer(prompt)
+        answer = {"role": "assistant", "content": f"<think>\n{thought}\n</think>\n{final}"}
+        user = {"role": "user", "content": prompt.prompt}
+        generated = [
+            {"role": "system", "content": f"{plain_system_prompt}\n\n# Safety rules\n\n{rules_text}"},
+            user,
+            answer,
+        ]
+        stored = [{"role": "system", "content": plain_system_prompt}, user, answer]
+        return Trajectory(id=prompt.id, messages=generated), Trajectory(id=prompt.id, messages=stored)
+
+    def run(
+        self, prompts: list[TrainingPrompt], on_trajectory: Callable[[TrainingPrompt, Trajectory], None]
+    ) -> None:
+        for prompt in prompts:
+            on_trajectory(prompt, self.trajectory(prompt))

@@ -1,0 +1,126 @@
+"""Behaviour-cloning data: teacher trajectories, judged, written resumably as SFT records.
+
+Each record is one conversation in TRL's conversational format — ``messages`` plus a
+``tools`` column holding the JSON schemas (dicts, not strings) of the tools the model was
+offered — and our metadata (label, kind, category, whether the rules were consulted). A
+trajectory whose final answer the judge disagrees with (a refusal for a benign prompt, an
+answer for a harmful one, a wrong maths result) is filtered out into ``*.rejected.jsonl``, so
+both files together say which prompts are done and a rerun skips them.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from rulewise.data.prompt_set import TrainingPrompt
+from rulewise.evaluation.judges import RefusalJudge, math_correct
+from rulewise.evaluation.results import append_record, read_records
+from rulewise.fileio import load_jsonl_models
+from rulewise.generation.trajectory import Trajectory
+
+OnTrajectory = Callable[[TrainingPrompt, Trajectory], None]
+
+
+class Teacher(Protocol):
+    name: str
+
+    def run(self, prompts: Sequence[TrainingPrompt], on_trajectory: OnTrajectory) -> None:
+        """Produce one trajectory per prompt, reporting each as it is finished."""
+        ...
+
+
+def load_prompts(path: str | Path) -> list[TrainingPrompt]:
+    """A prompts JSONL (as written by ``rulewise data prompts``); errors name line and field."""
+    return load_jsonl_models(TrainingPrompt, path)
+
+
+def agrees_with_label(
+    prompt: TrainingPrompt, traj: Trajectory, judge: RefusalJudge | None = None
+) -> tuple[bool, str]:
+    """Whether the trajectory's final behaviour is the one the label asks for, and why not."""
+    if not traj.ended_cleanly:
+        return False, f"did not finish ({traj.finish_reason})"
+    judgement = (judge or RefusalJudge()).judge(
+        prompt.prompt, traj.final_content, harmful=prompt.label == "harmful"
+    )
+    if prompt.label == "harmful" and not judgement.refused:
+        return False, f"harmful prompt not refused ({judgement.verdict})"
+    if prompt.label == "benign" and not judgement.complied:
+        return False, f"benign prompt not answered ({judgement.verdict})"
+    if prompt.answer is not None and not math_correct(traj.final_content, prompt.answer):
+        return False, "wrong maths answer"
+    return True, ""
+
+
+@dataclass
+class SynthesisReport:
+    written: int = 0
+    rejected: int = 0
+    skipped: int = 0  # already done by an earlier run
+    with_tool_call: int = 0
+    by_kind: Counter[str] = field(default_factory=Counter)
+    reasons: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def consult_share(self) -> float:
+        return self.with_tool_call / self.written if self.written else 0.0
+
+
+def sft_record(
+    prompt: TrainingPrompt, traj: Trajectory, tools: list[dict[str, Any]], teacher: str
+) -> dict[str, Any]:
+    return {
+        "id": prompt.id,
+        "messages": traj.messages,
+        "tools": tools,
+        "label": prompt.label,
+        "kind": prompt.kind,
+        "category": prompt.category,
+        "consulted": traj.num_tool_calls > 0,
+        "consulted_rules": traj.consulted_rules,
+        "teacher": teacher,
+    }
+
+
+def rejected_path(out: Path) -> Path:
+    return out.with_name(out.stem + ".rejected.jsonl")
+
+
+def synthesize(
+    prompts: Sequence[TrainingPrompt],
+    teacher: Teacher,
+    out: str | Path,
+    *,
+    tools: list[dict[str, Any]],
+    on_progress: Callable[[], None] | None = None,
+) -> SynthesisReport:
+    """Run ``teacher`` on the prompts not yet in ``out`` (or its rejected file) and append the results."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rejected = rejected_path(out)
+    done = {r["id"] for r in read_records(out)} | {r["id"] for r in read_records(rejected)}
+    pending = [p for p in prompts if p.id not in done]
+    report = SynthesisReport(skipped=len(prompts) - len(pending))
+    judge = RefusalJudge()
+
+    def keep(prompt: TrainingPrompt, traj: Trajectory) -> None:
+        ok, reason = agrees_with_label(prompt, traj, judge)
+        record = sft_record(prompt, traj, tools, teacher.name)
+        if ok:
+            append_record(out, record)
+            report.written += 1
+            report.by_kind[prompt.kind] += 1
+            report.with_tool_call += int(record["consulted"])
+        else:
+            append_record(rejected, {**record, "rejected_because": reason})
+            report.rejected += 1
+            report.reasons[reason] += 1
+        if on_progress is not None:
+            on_progress()
+
+    teacher.run(pending, keep)
+    return report
