@@ -1,0 +1,1 @@
+"""Trainers: thin layers over TRL that add configs, resumption, curves and checkpoints."""

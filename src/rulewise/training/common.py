@@ -1,0 +1,69 @@
+"""What every trainer shares: checkpoint discovery, curves, the final save."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from rulewise.models.chat_template import chatml_tool_template
+
+
+def last_checkpoint(out_dir: Path) -> Path | None:
+    """The newest complete ``checkpoint-N`` directory (one with trainer state), if any."""
+    candidates = [
+        p
+        for p in out_dir.glob("checkpoint-*")
+        if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").is_file()
+    ]
+    return max(candidates, key=lambda p: int(p.name.split("-")[-1]), default=None)
+
+
+def write_log_history(out_dir: Path, history: list[dict[str, Any]]) -> Path:
+    path = out_dir / "log_history.jsonl"
+    path.write_text("".join(json.dumps(entry) + "\n" for entry in history), encoding="utf-8")
+    return path
+
+
+def plot_curves(
+    out_dir: Path, history: list[dict[str, Any]], keys: list[str], filename: str, title: str
+) -> Path | None:
+    """One panel per logged key against the step; None when nothing was logged."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    present = [k for k in keys if any(k in entry for entry in history)]
+    if not present:
+        return None
+    fig, axes = plt.subplots(1, len(present), figsize=(4.5 * len(present), 3.5), squeeze=False)
+    for ax, key in zip(axes[0], present, strict=True):
+        points = [(e["step"], e[key]) for e in history if key in e and "step" in e]
+        ax.plot([s for s, _ in points], [v for _, v in points], marker="o", markersize=3)
+        ax.set_xlabel("step")
+        ax.set_title(key)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    path = out_dir / filename
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def save_final(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, out_dir: Path) -> None:
+    """Save a plain checkpoint that ``rulewise chat/eval --model out_dir`` loads as is.
+
+    LoRA adapters are merged, and the tokenizer gets the inference tool template back (TRL
+    trains with a variant that carries assistant-mask markers).
+    """
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    tokenizer.chat_template = chatml_tool_template()
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)

@@ -1,0 +1,115 @@
+import json
+
+import pytest
+import torch
+from transformers import TrainerCallback
+
+from rulewise.config import load_config
+from rulewise.data.prompt_set import build_prompt_set
+from rulewise.data.synthesis import synthesize
+from rulewise.data.teachers import build_teacher
+from rulewise.errors import RulewiseError
+from rulewise.models import chatml_tool_template, load_model
+from rulewise.rules import load_rulebook
+from rulewise.training.sft import SFTSettings, run_sft
+
+
+@pytest.fixture(scope="module")
+def bc_data(tmp_path_factory):
+    from transformers.utils import get_json_schema
+
+    path = tmp_path_factory.mktemp("bc") / "bc.jsonl"
+    teacher = build_teacher("scripted", load_rulebook())
+    prompts = build_prompt_set()[::40]
+    synthesize(prompts, teacher, path, tools=[get_json_schema(teacher.consult)])
+    return path
+
+
+def settings(bc_data, tiny_checkpoint, out, **overrides):
+    base = {
+        "data": str(bc_data),
+        "model": str(tiny_checkpoint),
+        "out": str(out),
+        "batch_size": 2,
+        "save_steps": 1,
+        "logging_steps": 1,
+        "max_steps": 2,
+        "warmup": 0,
+        "precision": "fp32",
+        "learning_rate": 1e-3,
+    }
+    return SFTSettings(**{**base, **overrides})
+
+
+class StopAt(TrainerCallback):
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            raise KeyboardInterrupt
+
+
+def test_sft_trains_saves_a_plain_checkpoint_and_curves(bc_data, tiny_checkpoint, tmp_path):
+    out = run_sft(settings(bc_data, tiny_checkpoint, tmp_path / "sft"))
+    history = [json.loads(line) for line in (out / "log_history.jsonl").read_text().splitlines()]
+    losses = [e["loss"] for e in history if "loss" in e]
+    assert len(losses) == 2 and all(loss > 0 for loss in losses)
+    assert (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    loaded = load_model(str(out))
+    assert loaded.tokenizer.chat_template == chatml_tool_template()
+    base = load_model(str(tiny_checkpoint)).model.state_dict()
+    tuned = loaded.model.state_dict()
+    assert any(not torch.equal(base[k], tuned[k]) for k in base)
+
+
+def test_sft_resumes_after_an_interrupt(bc_data, tiny_checkpoint, tmp_path):
+    out = tmp_path / "sft"
+    with pytest.raises(KeyboardInterrupt):
+        run_sft(settings(bc_data, tiny_checkpoint, out, max_steps=4), callbacks=[StopAt(3)])
+    assert (out / "checkpoint-2").is_dir() and not (out / "checkpoint-4").exists()
+    run_sft(settings(bc_data, tiny_checkpoint, out, max_steps=4))
+    history = [json.loads(line) for line in (out / "log_history.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in history if "loss" in e] == [1, 2, 3, 4]  # steps 1-2 restored, 3-4 trained
+    state = json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())
+    assert state["global_step"] == 4
+
+
+def test_lora_is_merged_into_a_plain_model(bc_data, tiny_checkpoint, tmp_path):
+    out = run_sft(
+        settings(bc_data, tiny_checkpoint, tmp_path / "lora", max_steps=1, lora={"enabled": True, "r": 4})
+    )
+    tuned = load_model(str(out)).model
+    assert not any("lora" in name for name in tuned.state_dict())
+    base = load_model(str(tiny_checkpoint)).model.state_dict()
+    changed = [k for k, v in tuned.state_dict().items() if not torch.equal(base[k], v)]
+    assert changed and all("proj" in k for k in changed)  # only adapted linear layers moved
+
+
+def test_bad_training_files_are_named(tmp_path, tiny_checkpoint):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(
+        '{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}], "tools": ["{\\"type\\": \\"function\\"}"]}\n'
+    )
+    with pytest.raises(RulewiseError, match="not strings") as info:
+        run_sft(SFTSettings(data=str(path), out=str(tmp_path / "o"), model=str(tiny_checkpoint)))
+    assert (info.value.line, info.value.field) == (1, "tools")
+    path.write_text('{"messages": [{"role": "user", "content": "hi"}]}\n')
+    with pytest.raises(RulewiseError, match="at least one assistant message"):
+        run_sft(SFTSettings(data=str(path), out=str(tmp_path / "o"), model=str(tiny_checkpoint)))
+
+
+def test_config_file_and_overrides(tmp_path):
+    path = tmp_path / "sft.yaml"
+    path.write_text("data: d.jsonl\nout: o\nlora:\n  enabled: true\n  r: 8\n")
+    cfg = load_config(SFTSettings, path, ["lora.r=4", "learning_rate=1e-4", "max_steps=10"])
+    assert (cfg.lora.enabled, cfg.lora.r, cfg.learning_rate, cfg.max_steps) == (True, 4, 1e-4, 10)
+    path.write_text("data: d.jsonl\nout: o\nlora:\n  rank: 8\n")
+    with pytest.raises(RulewiseError) as info:
+        load_config(SFTSettings, path)
+    assert (info.value.line, info.value.field) == (4, "lora.rank") and "Extra inputs" in str(info.value)
+    with pytest.raises(RulewiseError, match="key=value"):
+        load_config(SFTSettings, None, ["max_steps"])
+    with pytest.raises(RulewiseError) as info:
+        load_config(SFTSettings, None, ["data=d", "out=o", "batch_size=zero"])
+    assert info.value.field == "batch_size" and "<command line>" in str(info.value)
