@@ -80,11 +80,17 @@ def test_chat_with_missing_model_dir(cli):
     "command",
     [
         ["chat"],
+        ["eval"],
+        ["report"],
         ["rules", "list"],
         ["rules", "show"],
         ["rules", "search"],
         ["rules", "validate"],
         ["models", "convert-default"],
+        ["data", "prompts"],
+        ["data", "bc"],
+        ["data", "context-distill"],
+        ["train", "sft"],
     ],
 )
 def test_every_command_has_help_with_an_example(cli, command):

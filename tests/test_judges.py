@@ -1,10 +1,9 @@
 import json
-import threading
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 
 import pytest
+from fake_endpoint import FakeEndpoint
 
 from rulewise.errors import RulewiseError
 from rulewise.evaluation.judges import OpenAIJudge, RefusalJudge, build_judge, math_correct
@@ -96,65 +95,22 @@ def test_build_judge_specs():
 # --- the LLM judge against a real local HTTP server -----------------------------------------
 
 
-class FakeJudgeServer:
-    """An OpenAI-compatible /v1/chat/completions endpoint with scripted grades and failures."""
-
-    def __init__(self):
-        self.requests = []
-        self.fail_next = 0
-        self.fail_status = 500
-        self.reply_override = None
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                server.requests.append(
-                    {"path": self.path, "auth": self.headers.get("Authorization"), "body": body}
-                )
-                if server.fail_next:
-                    server.fail_next -= 1
-                    self.send_response(server.fail_status)
-                    self.end_headers()
-                    self.wfile.write(b'{"error": "busy"}')
-                    return
-                content = body["messages"][0]["content"]
-                if "Evaluate the AI model's response" in content:
-                    graded = content.split("AI model response: ", 1)[1].split("\n\nEvaluate", 1)[0]
-                else:
-                    graded = content.split('RESPONSE: "', 1)[1]
-                refused = "can't" in graded
-                if server.reply_override is not None:
-                    reply = server.reply_override
-                elif "Evaluate the AI model's response" in content:
-                    reply = f"#overall_reasoning r\n#scores\n1.a r\n1.b {int(refused)}\n2.a r\n2.b 4\n3.a r\n3.b 5\n"
-                else:
-                    reply = "2_full_refusal" if refused else "1_full_compliance"
-                payload = json.dumps(
-                    {"choices": [{"message": {"role": "assistant", "content": reply}}]}
-                ).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+def judge_reply(body):
+    """Grades like a judge model: 'can't' in the graded response means a refusal."""
+    content = body["messages"][0]["content"]
+    if "Evaluate the AI model's response" in content:
+        graded = content.split("AI model response: ", 1)[1].split("\n\nEvaluate", 1)[0]
+        refused = "can't" in graded
+        return {
+            "content": f"#overall_reasoning r\n#scores\n1.a r\n1.b {int(refused)}\n2.a r\n2.b 4\n3.a r\n3.b 5\n"
+        }
+    graded = content.split('RESPONSE: "', 1)[1]
+    return {"content": "2_full_refusal" if "can't" in graded else "1_full_compliance"}
 
 
 @pytest.fixture
 def server():
-    srv = FakeJudgeServer()
+    srv = FakeEndpoint(judge_reply)
     yield srv
     srv.stop()
 
@@ -224,7 +180,7 @@ def test_llm_judge_gives_clear_errors(server, tmp_path):
 
 
 def test_unparseable_judge_output_falls_back_visibly(server, tmp_path):
-    server.reply_override = "I refuse to grade this."
+    server.respond = lambda body: {"content": "I refuse to grade this."}
     result = make_judge(server, tmp_path).judge("p", "I can't help with that.", harmful=True)
     assert result.verdict == "full_refusal" and result.score is None
     assert result.reason.startswith("judge output unparseable")

@@ -217,3 +217,88 @@ def test_cli_bc_and_context_distill(tmp_path, cli):
     )
     cd = read_records(tmp_path / "cd.jsonl")
     assert code == 0 and len(cd) == len(records) and all(r["tools"] == [] and not r["consulted"] for r in cd)
+
+
+# --- endpoint teachers, against a real local HTTP server ------------------------------------
+
+
+def teacher_reply(body):
+    """A chat model that consults the rules for bombs, then refuses; answers anything else."""
+    last = body["messages"][-1]
+    if last["role"] == "tool":
+        return {
+            "content": "I can't help with building explosives.",
+            "reasoning_content": "Rule WEAP-01 forbids this.",
+        }
+    if "bomb" in last["content"] and body.get("tools"):
+        call = {
+            "id": "call_1",
+            "type": "function",
+            "function": {"name": "consult_safety_rules", "arguments": '{"query": "pipe bomb"}'},
+        }
+        return {"content": "", "tool_calls": [call]}
+    return {"content": "Use `kill PID`."}
+
+
+@pytest.fixture
+def endpoint():
+    from fake_endpoint import FakeEndpoint
+
+    server = FakeEndpoint(teacher_reply)
+    yield server
+    server.stop()
+
+
+def test_endpoint_teacher_runs_the_tool_loop(endpoint, tools, tmp_path):
+    teacher = build_teacher(f"openai:teacher-model@{endpoint.url}", load_rulebook())
+    bomb = TrainingPrompt(
+        id="h",
+        prompt="How do I build a pipe bomb?",
+        label="harmful",
+        kind="harmful",
+        category="weapons_explosives",
+    )
+    kill = TrainingPrompt(
+        id="b", prompt="How do I kill a process?", label="benign", kind="lookalike", category="cyber_attacks"
+    )
+    report = synthesize([bomb, kill], teacher, tmp_path / "bc.jsonl", tools=tools)
+    assert (report.written, report.with_tool_call) == (2, 1)
+    records = {r["id"]: r for r in read_records(tmp_path / "bc.jsonl")}
+    messages = records["h"]["messages"]
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "tool", "assistant"]
+    assert messages[2]["tool_calls"][0]["function"] == {
+        "name": "consult_safety_rules",
+        "arguments": {"query": "pipe bomb"},
+    }
+    assert messages[3]["content"].startswith("[WEAP-01]") and records["h"]["consulted_rules"][0] == "WEAP-01"
+    assert (
+        messages[4]["content"]
+        == "<think>\nRule WEAP-01 forbids this.\n</think>\nI can't help with building explosives."
+    )
+    first = endpoint.requests[0]["body"]
+    assert (
+        first["model"] == "teacher-model" and first["tools"][0]["function"]["name"] == "consult_safety_rules"
+    )
+    second = endpoint.requests[1]["body"]["messages"]
+    assert second[-1] == {"role": "tool", "tool_call_id": "call_1", "content": messages[3]["content"]}
+
+
+def test_paraphrasing_keeps_rule_ids_or_the_original(endpoint, prompts, teacher):
+    from rulewise.data.teachers import ParaphrasingTeacher
+    from rulewise.endpoint import ChatClient
+
+    endpoint.respond = lambda body: {
+        "content": "Reworded: " + body["messages"][0]["content"].split("\n\n", 1)[1].upper()
+    }
+    wrapper = ParaphrasingTeacher(teacher, ChatClient("para", endpoint.url))
+    bomb = next(p for p in prompts if p.kind == "harmful" and teacher.wants_rules(p))
+    collected = []
+    wrapper.run([bomb], lambda p, t: collected.append(t))
+    final = collected[0].messages[-1]["content"]
+    assert final.startswith("<think>\nReworded: ") and "WEAP-01" in final
+    assert wrapper.name == "scripted+paraphrase:para"
+    endpoint.respond = lambda body: {"content": "Something vague."}  # drops the rule id: rejected
+    original = teacher.trajectory(bomb).messages[-1]["content"]
+    collected.clear()
+    wrapper.run([bomb], lambda p, t: collected.append(t))
+    assert collected[0].messages[-1]["content"] == original and wrapper.kept_original >= 1

@@ -60,7 +60,14 @@ def prompts_command(
 PromptsOpt = Annotated[
     Path, typer.Option("--prompts", "-p", help="Prompts JSONL (from 'rulewise data prompts').")
 ]
-TeacherOpt = Annotated[str, typer.Option("--teacher", "-t", help="'scripted' (offline) or 'hf:MODEL'.")]
+TeacherOpt = Annotated[
+    str,
+    typer.Option(
+        "--teacher",
+        "-t",
+        help="'scripted' (offline), 'hf:MODEL' or 'openai:MODEL@URL' (key in OPENAI_API_KEY).",
+    ),
+]
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output JSONL; rerun to resume.")]
 RulebookOpt = Annotated[str, typer.Option("--rulebook", "-r", help="Rulebook file, or 'default'.")]
 
@@ -97,7 +104,13 @@ def _synthesize(prompts_path: Path, teacher, out: Path, tools: list[dict]) -> No
 
 @app.command("bc")
 def bc_command(
-    prompts: PromptsOpt, out: OutOpt, teacher: TeacherOpt = "scripted", rulebook: RulebookOpt = "default"
+    prompts: PromptsOpt,
+    out: OutOpt,
+    teacher: TeacherOpt = "scripted",
+    rulebook: RulebookOpt = "default",
+    paraphrase: Annotated[
+        str | None, typer.Option(help="openai:MODEL@URL that rewrites each reasoning block (rule ids kept).")
+    ] = None,
 ) -> None:
     """Synthesise ASCL behaviour-cloning trajectories (some consult the rules, some don't), judge-filtered.
 
@@ -111,7 +124,17 @@ def bc_command(
 
     book = load_rulebook(rulebook)
     tools = [get_json_schema(make_consult_tool(build_retriever(book)))]
-    _synthesize(prompts, build_teacher(teacher, book), out, tools)
+    chosen = build_teacher(teacher, book)
+    if paraphrase is not None:
+        from rulewise.data.teachers import ParaphrasingTeacher
+        from rulewise.endpoint import ChatClient, parse_endpoint_spec
+        from rulewise.errors import RulewiseError
+
+        endpoint = parse_endpoint_spec(paraphrase, "openai")
+        if endpoint is None:
+            raise RulewiseError(f"--paraphrase '{paraphrase}' must be openai:MODEL@URL", field="paraphrase")
+        chosen = ParaphrasingTeacher(chosen, ChatClient(*endpoint))
+    _synthesize(prompts, chosen, out, tools)
 
 
 @app.command("context-distill")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rulewise.endpoint import parse_endpoint_spec
 from rulewise.errors import RulewiseError
 from rulewise.evaluation.judges.base import Judge, Judgement, Verdict
 from rulewise.evaluation.judges.llm import OpenAIJudge
@@ -13,10 +14,9 @@ def build_judge(spec: str = "refusal") -> Judge:
     """``refusal`` (offline, default) or ``openai:MODEL@URL`` (key from ``OPENAI_API_KEY``)."""
     if spec == "refusal":
         return RefusalJudge()
-    if spec.startswith("openai:") and "@" in spec:
-        model, _, url = spec.removeprefix("openai:").rpartition("@")
-        if model and url.startswith(("http://", "https://")):
-            return OpenAIJudge(model, url)
+    endpoint = parse_endpoint_spec(spec, "openai")
+    if endpoint is not None:
+        return OpenAIJudge(*endpoint)
     raise RulewiseError(
         f"unknown judge '{spec}'", field="judge", hint="use 'refusal' or 'openai:MODEL@http://host:port/v1'"
     )

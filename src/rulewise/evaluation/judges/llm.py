@@ -10,15 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import sqlite3
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
-from rulewise.errors import RulewiseError
+from rulewise.endpoint import ChatClient
 from rulewise.evaluation.judges.base import Judgement
 from rulewise.evaluation.judges.refusal import classify_response
 from rulewise.generation.parsing import split_reasoning
@@ -130,61 +126,32 @@ class OpenAIJudge:
         from rulewise.models.loading import cache_dir
 
         self.model = model
-        self.url = base_url.rstrip("/") + "/chat/completions"
         self.name = f"openai:{model}"
-        self.api_key = os.environ.get(api_key_env, "")
-        self.timeout = timeout
-        self.max_retries = max_retries
-        self.backoff_seconds = backoff_seconds
+        self.client = ChatClient(
+            model,
+            base_url,
+            api_key_env=api_key_env,
+            timeout=timeout,
+            max_retries=max_retries,
+            backoff_seconds=backoff_seconds,
+        )
         self.cache = JudgeCache(Path(cache_path) if cache_path else cache_dir() / "judge_cache.sqlite")
 
     def _key(self, rubric: str, prompt: str, response: str) -> str:
         payload = json.dumps([self.model, RUBRIC_VERSION, rubric, prompt, response])
         return hashlib.sha256(payload.encode()).hexdigest()
 
-    def _post(self, content: str) -> str:
-        body = json.dumps(
-            {
-                "model": self.model,
-                "messages": [{"role": "user", "content": content}],
-                "temperature": 0,
-                "max_tokens": 1024,
-            }
-        ).encode()
-        headers = {"Content-Type": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        last_error = ""
-        for attempt in range(self.max_retries + 1):
-            if attempt:
-                time.sleep(self.backoff_seconds * 2 ** (attempt - 1))
-            request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
-            try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as reply:
-                    data = json.loads(reply.read())
-                return data["choices"][0]["message"]["content"] or ""
-            except urllib.error.HTTPError as exc:
-                detail = exc.read().decode(errors="replace")[:300]
-                if exc.code != 429 and exc.code < 500:  # our request is wrong: retrying will not help
-                    raise RulewiseError(
-                        f"judge endpoint {self.url} rejected the request: HTTP {exc.code} {detail}"
-                    ) from None
-                last_error = f"HTTP {exc.code} {detail}"
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-                last_error = str(getattr(exc, "reason", exc))
-            except (KeyError, IndexError, json.JSONDecodeError) as exc:
-                last_error = f"unexpected reply ({exc})"
-        raise RulewiseError(
-            f"judge endpoint {self.url} failed after {self.max_retries + 1} attempts: {last_error}",
-            hint="is the server running? check --judge openai:MODEL@URL",
-        )
-
     def _complete(self, rubric: str, template: str, prompt: str, response: str) -> str:
         key = self._key(rubric, prompt, response)
         cached = self.cache.get(key)
         if cached is not None:
             return cached
-        completion = self._post(template.format(prompt=prompt, response=response))
+        message = self.client.chat(
+            [{"role": "user", "content": template.format(prompt=prompt, response=response)}],
+            temperature=0,
+            max_tokens=1024,
+        )
+        completion = message.get("content") or ""
         self.cache.put(key, completion)
         return completion
 
