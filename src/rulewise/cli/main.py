@@ -55,3 +55,7 @@ def main() -> None:
     except RulewiseError as exc:
         err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
+
+
+if __name__ == "__main__":  # `python -m rulewise.cli.main ...`, as `accelerate launch -m` runs it
+    main()

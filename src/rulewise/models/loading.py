@@ -79,9 +79,17 @@ def convert_default(out_dir: str | Path, *, overwrite: bool = False) -> Path:
     Written to a temporary sibling directory and renamed at the end, so an interrupted
     conversion never leaves a half-written checkpoint that later loads would trust.
     """
+    from filelock import FileLock
+
     out_dir = Path(out_dir)
-    if (out_dir / "config.json").is_file() and not overwrite:
-        return out_dir
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(out_dir) + ".lock"):  # several processes (accelerate launch) may ask at once
+        if (out_dir / "config.json").is_file() and not overwrite:
+            return out_dir
+        return _convert_default_unlocked(out_dir)
+
+
+def _convert_default_unlocked(out_dir: Path) -> Path:
     gguf = default_gguf_path()
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     gguf_model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
@@ -90,7 +98,6 @@ def convert_default(out_dir: str | Path, *, overwrite: bool = False) -> Path:
     ensure_tool_template(tokenizer, "chatml-tools")
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
     tmp.chmod(0o755)  # mkdtemp makes it private; the checkpoint is an ordinary shared directory
     try:

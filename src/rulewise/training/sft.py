@@ -144,8 +144,12 @@ def run_sft(settings: SFTSettings, *, callbacks: list[Any] | None = None) -> Pat
     )
     resume = last_checkpoint(out)
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    save_final(trainer.model, loaded.tokenizer, out)
-    history = trainer.state.log_history
-    write_log_history(out, history)
-    plot_curves(out, history, ["loss", "learning_rate", "grad_norm"], "loss.png", f"SFT of {settings.model}")
+    if trainer.is_world_process_zero():  # under `accelerate launch`, one process writes
+        save_final(trainer.accelerator.unwrap_model(trainer.model), loaded.tokenizer, out)
+        history = trainer.state.log_history
+        write_log_history(out, history)
+        plot_curves(
+            out, history, ["loss", "learning_rate", "grad_norm"], "loss.png", f"SFT of {settings.model}"
+        )
+    trainer.accelerator.wait_for_everyone()
     return out
