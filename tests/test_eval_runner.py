@@ -6,8 +6,8 @@ import pytest
 
 from rulewise.errors import RulewiseError
 from rulewise.evaluation.report import compare_runs
-from rulewise.evaluation.results import read_records
 from rulewise.evaluation.runner import BenchSpec, EvalConfig, run_eval
+from rulewise.fileio import read_records
 from rulewise.generation import Completion, LoopConfig, ToolUseGenerator
 from rulewise.rules import build_retriever, load_rulebook, make_consult_tool
 

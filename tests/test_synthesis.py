@@ -8,7 +8,7 @@ from rulewise.data.synthesis import agrees_with_label, load_prompts, rejected_pa
 from rulewise.data.teachers import ContextDistillTeacher, build_teacher, rules_context
 from rulewise.errors import RulewiseError
 from rulewise.evaluation.judges import RefusalJudge
-from rulewise.evaluation.results import read_records
+from rulewise.fileio import read_records
 from rulewise.generation.prompts import PLAIN_SYSTEM_PROMPT
 from rulewise.generation.trajectory import Trajectory
 from rulewise.rules import load_rulebook

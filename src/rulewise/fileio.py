@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import pydantic
 import yaml
+from rich.console import Console
 
 from rulewise.errors import RulewiseError
 
@@ -160,3 +161,39 @@ def load_jsonl_models(model: type[ModelT], path: str | Path) -> list[ModelT]:
         except pydantic.ValidationError as exc:
             raise validation_error(exc, path=path, line_of=lambda _loc, n=number: n) from None
     return items
+
+
+# --- append-only JSONL record files (results, synthesised data) ------------------------------
+#
+# Appending with a flush per line means an interrupted run loses only the work in flight. A
+# kill in the middle of a write can leave one partial last line; reading drops it (and says
+# so), so that item is simply redone.
+
+
+def read_records(path: Path, *, console: Console | None = None) -> list[dict[str, Any]]:
+    """All complete records; a torn final line is removed from the file."""
+    if not path.exists():
+        return []
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    records = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if number == len(lines) and not line.endswith("\n"):
+                path.write_text("".join(lines[:-1]), encoding="utf-8")
+                if console is not None:
+                    console.print(
+                        f"[yellow]dropped a partial last line of {path} (interrupted write); it will be redone[/yellow]"
+                    )
+                break
+            raise RulewiseError("invalid JSON in results file", path=path, line=number) from None
+    return records
+
+
+def append_record(path: Path, record: dict[str, Any]) -> None:
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        handle.flush()

@@ -201,7 +201,7 @@ def split_train_dev(
     groups: dict[tuple[str, str], list[list[TrainingPrompt]]] = defaultdict(list)
     family: dict[str, list[TrainingPrompt]] = defaultdict(list)
     for prompt in prompts:
-        family[_family_key(prompt)].append(prompt)
+        family[family_key(prompt)].append(prompt)
     for members in family.values():
         first = members[0]
         groups[(first.kind, first.category)].append(members)
@@ -218,7 +218,7 @@ def split_train_dev(
     return sorted(train, key=lambda p: order[p.id]), sorted(dev, key=lambda p: order[p.id])
 
 
-def _family_key(prompt: TrainingPrompt) -> str:
+def family_key(prompt: TrainingPrompt) -> str:
     """Prompts built from the same seed request share a key (the request itself)."""
     for requests in (*HARMFUL.values(), *LOOKALIKES.values()):
         for request in requests:
@@ -244,7 +244,7 @@ def diversity_report(prompts: Sequence[TrainingPrompt], threshold: float = 0.8) 
     texts = [p.prompt.strip().lower() for p in prompts]
     exact = len(texts) - len(set(texts))
     shingles = [_shingles(p.prompt) for p in prompts]
-    families = [_family_key(p) for p in prompts]
+    families = [family_key(p) for p in prompts]
     near = []
     for i in range(len(prompts)):
         for j in range(i + 1, len(prompts)):

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rulewise.data.answers import ANSWERS
-from rulewise.data.prompt_set import TrainingPrompt, _family_key
+from rulewise.data.prompt_set import TrainingPrompt, family_key
 from rulewise.generation.prompts import ASCL_SYSTEM_PROMPT
 from rulewise.generation.trajectory import Trajectory
 from rulewise.rules.schema import Rule, Rulebook
@@ -146,7 +146,7 @@ class ScriptedTeacher:
     def _answer(self, prompt: TrainingPrompt) -> str:
         if prompt.kind == "math":
             return f"{prompt.solution}\nThe answer is {prompt.answer}."
-        return ANSWERS[_family_key(prompt)]
+        return ANSWERS[family_key(prompt)]
 
     # -- trajectories ----------------------------------------------------------------------
 
@@ -161,7 +161,7 @@ class ScriptedTeacher:
         final = self._refusal(prompt) if prompt.label == "harmful" else self._answer(prompt)
         consulted: list[str] = []
         if consulting:
-            query = _family_key(prompt)  # the request itself, without any jailbreak or fiction wrapper
+            query = family_key(prompt)  # the request itself, without any jailbreak or fiction wrapper
             if len(query) > 160:
                 query = query[:160].rsplit(" ", 1)[0]
             tool_output = self.consult(query)

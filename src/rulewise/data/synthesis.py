@@ -18,8 +18,7 @@ from typing import Any, Protocol
 
 from rulewise.data.prompt_set import TrainingPrompt
 from rulewise.evaluation.judges import RefusalJudge, math_correct
-from rulewise.evaluation.results import append_record, read_records
-from rulewise.fileio import load_jsonl_models
+from rulewise.fileio import append_record, load_jsonl_models, read_records
 from rulewise.generation.trajectory import Trajectory
 
 OnTrajectory = Callable[[TrainingPrompt, Trajectory], None]

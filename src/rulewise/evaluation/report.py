@@ -62,7 +62,7 @@ def write_run_report(path: Path, metrics: dict[str, Any], *, title: str) -> None
 
 def _load_run(run_dir: Path) -> tuple[str, dict[str, Any], list[dict[str, Any]]]:
     from rulewise.errors import RulewiseError
-    from rulewise.evaluation.results import read_records
+    from rulewise.fileio import read_records
 
     metrics_path = run_dir / "metrics.json"
     if not metrics_path.is_file():

@@ -27,7 +27,7 @@ from rulewise.evaluation.benchmarks import BenchmarkItem, load_benchmark
 from rulewise.evaluation.judges import Judge, build_judge, classify_response, math_correct
 from rulewise.evaluation.metrics import compute_metrics
 from rulewise.evaluation.report import write_run_report
-from rulewise.evaluation.results import append_record, read_records
+from rulewise.fileio import append_record, read_records
 from rulewise.generation.engine import ToolUseGenerator
 from rulewise.generation.trajectory import Trajectory
 from rulewise.rules.retrieval import RetrieverKind

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from rulewise.errors import RulewiseError
-from rulewise.evaluation.results import read_records
+from rulewise.fileio import read_records
 
 
 class LoraSettings(BaseModel):
