@@ -57,7 +57,7 @@ def plain_trl(data: Path, out: Path, steps: int, batch_size: int, lora: bool) ->
         save_strategy="no",
         report_to=[],
         bf16=False,
-        gradient_checkpointing=False,
+        activation_checkpointing=False,
         max_length=1024,
         dataloader_pin_memory=False,
     )
