@@ -185,7 +185,7 @@ def test_scripted_model_through_hf_generate_stops_at_tool_calls(tiny_tokenizer, 
         return "Use kill."
 
     model = ScriptedLM(tiny_tokenizer, script)
-    backend = HFBackend(model, tiny_tokenizer, precision="fp32")
+    backend = HFBackend(model, tiny_tokenizer, precision="fp32", prefix_cache=False)  # it reads whole sequences
     gen = ToolUseGenerator(
         backend, tiny_tokenizer, tools=[tool], config=LoopConfig(max_new_tokens=200, batch_size=4)
     )
@@ -202,14 +202,15 @@ def test_scripted_model_through_hf_generate_stops_at_tool_calls(tiny_tokenizer, 
 
 def test_token_limit_gives_length_finish(tiny_tokenizer, tool):
     model = ScriptedLM(tiny_tokenizer, lambda conversation: "word " * 50)
-    backend = HFBackend(model, tiny_tokenizer, precision="fp32")
+    backend = HFBackend(model, tiny_tokenizer, precision="fp32", prefix_cache=False)
     (traj,) = ToolUseGenerator(
         backend, tiny_tokenizer, tools=[tool], config=LoopConfig(max_new_tokens=7)
     ).generate(["q"])
     assert (traj.finish_reason, traj.generated_tokens) == ("length", 7)
 
 
-def test_tiny_random_model_batched_equals_one_at_a_time(tiny_tokenizer, tool):
+@pytest.mark.parametrize("repetition_penalty", [1.0, 1.3])
+def test_tiny_random_model_batched_equals_one_at_a_time(tiny_tokenizer, tool, repetition_penalty):
     from conftest import build_tiny_model
 
     model = build_tiny_model(len(tiny_tokenizer))
@@ -219,13 +220,15 @@ def test_tiny_random_model_batched_equals_one_at_a_time(tiny_tokenizer, tool):
         "What household chemicals must never be mixed together at home?",
     ]
 
-    def run(batch_size):
-        backend = HFBackend(model, tiny_tokenizer, precision="fp32")
+    def run(batch_size, prefix_cache):
+        sampling = SamplingConfig(repetition_penalty=repetition_penalty)
+        backend = HFBackend(model, tiny_tokenizer, sampling=sampling, precision="fp32", prefix_cache=prefix_cache)
         loop = LoopConfig(max_new_tokens=12, batch_size=batch_size)
         return ToolUseGenerator(backend, tiny_tokenizer, tools=[tool], config=loop).generate(prompts)
 
-    batched, single = run(8), run(1)
-    assert [t.messages for t in batched] == [t.messages for t in single]
+    batched, single, uncached = run(8, True), run(1, True), run(1, False)
+    # Shared-prefix caching and padding (pad == eos in this tokenizer) change nothing.
+    assert [t.messages for t in batched] == [t.messages for t in single] == [t.messages for t in uncached]
     for traj in batched:
         assert traj.messages[-1]["role"] == "assistant"
         assert 1 <= traj.generated_tokens <= 12 * traj.assistant_turns

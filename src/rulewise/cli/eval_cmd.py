@@ -70,7 +70,7 @@ def eval_command(
         max_tool_calls=max_tool_calls,
     )
     run_eval(config, out, batch_size=batch_size, precision=precision.value, console=console)
-    console.print((out / REPORT_FILE).read_text(encoding="utf-8"))
+    console.print((out / REPORT_FILE).read_text(encoding="utf-8"), markup=False, highlight=False)
     console.print(f"[green]wrote[/green] {out}/results.jsonl, metrics.json, report.md")
 
 
@@ -85,6 +85,6 @@ def report_command(
     from rulewise.evaluation.report import compare_runs
 
     paths = compare_runs(runs, out)
-    console.print(paths["report"].read_text(encoding="utf-8"))
+    console.print(paths["report"].read_text(encoding="utf-8"), markup=False, highlight=False)
     for name, path in paths.items():
         console.print(f"[green]{name}[/green] {path}")

@@ -8,11 +8,12 @@ swap in vLLM without touching the conversation logic.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
 from rulewise.generation.parsing import TOOL_CALL_CLOSE
 from rulewise.runtime import Precision, autocast
@@ -43,7 +44,22 @@ class SamplingConfig:
 
 
 class HFBackend:
-    """``model.generate`` on a left-padded batch, in eval mode and without gradients."""
+    """``model.generate`` on a left-padded batch, in eval mode and without gradients.
+
+    Two things make batches fast and exact:
+
+    * **shared-prefix KV cache** — every prompt starts with the same system prompt and tool
+      schemas (hundreds of tokens). Their keys/values are computed once, kept across calls,
+      and the batch is laid out as ``[shared prefix][left padding][rest of prompt]``, so
+      prefill only pays for what differs. Positions come from the attention mask, so a row
+      sees exactly the positions it would see alone.
+    * **a padding token that is not end-of-turn** — many chat models pad with their EOS token;
+      a repetition penalty then penalises ending the turn in padded rows only, and batched
+      output drifts from one-at-a-time output. Padding uses another special token instead.
+    """
+
+    #: Below this many shared tokens, caching is not worth a separate forward pass.
+    MIN_SHARED_PREFIX = 16
 
     def __init__(
         self,
@@ -52,26 +68,35 @@ class HFBackend:
         *,
         sampling: SamplingConfig | None = None,
         precision: Precision = "auto",
+        prefix_cache: bool = True,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.sampling = sampling or SamplingConfig()
         self.precision = precision
-        if tokenizer.pad_token_id is None:
-            raise ValueError("tokenizer needs a pad token for batched generation")
+        self.prefix_cache = prefix_cache
+        self.pad_id = self._padding_id(tokenizer)
+        self._cached_prefix: tuple[int, ...] = ()
+        self._cached_kv: DynamicCache | None = None
 
-    @torch.no_grad()
-    def complete(self, prompts: list[str], max_new_tokens: int, stop_at_tool_call: bool) -> list[Completion]:
-        """All ``prompts`` as one left-padded batch (the loop decides the batch size)."""
+    @staticmethod
+    def _padding_id(tokenizer: PreTrainedTokenizerBase) -> int:
+        eos = tokenizer.eos_token_id
+        if tokenizer.pad_token_id is not None and tokenizer.pad_token_id != eos:
+            return tokenizer.pad_token_id
+        others = [i for i in tokenizer.all_special_ids if i != eos]
+        if others:
+            return others[0]
+        if eos is None:
+            raise ValueError("tokenizer needs a pad or end-of-sequence token for batched generation")
+        return eos
+
+    def _generate_kwargs(self, max_new_tokens: int, stop_at_tool_call: bool) -> dict:
         tok = self.tokenizer
-        # The chat template already wrote every special token; adding BOS again would shift the prompt.
-        enc = tok(prompts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
-        device = self.model.device
-        enc = {k: v.to(device) for k, v in enc.items()}
         kwargs: dict = {
             "max_new_tokens": max_new_tokens,
             "eos_token_id": tok.eos_token_id,
-            "pad_token_id": tok.pad_token_id,
+            "pad_token_id": self.pad_id,
         }
         if self.sampling.temperature > 0:
             kwargs |= {
@@ -85,16 +110,55 @@ class HFBackend:
             kwargs["repetition_penalty"] = self.sampling.repetition_penalty
         if stop_at_tool_call:
             kwargs |= {"stop_strings": [TOOL_CALL_CLOSE], "tokenizer": tok}
+        return kwargs
+
+    def _prefix_kv(self, prefix: list[int], device: torch.device) -> DynamicCache:
+        """Keys/values of ``prefix`` (computed once per distinct prefix), as a fresh copy."""
+        if tuple(prefix) != self._cached_prefix or self._cached_kv is None:
+            cache = DynamicCache()
+            self.model(input_ids=torch.tensor([prefix], device=device), past_key_values=cache, use_cache=True)
+            self._cached_prefix, self._cached_kv = tuple(prefix), cache
+        return copy.deepcopy(self._cached_kv)
+
+    @torch.no_grad()
+    def complete(self, prompts: list[str], max_new_tokens: int, stop_at_tool_call: bool) -> list[Completion]:
+        """All ``prompts`` as one batch (the loop decides the batch size)."""
+        # The chat template already wrote every special token; adding BOS again would shift the prompt.
+        rows = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        shared = 0
+        if self.prefix_cache:
+            shortest = min(len(r) for r in rows) - 1  # at least one token per row is left to prefill
+            while shared < shortest and all(r[shared] == rows[0][shared] for r in rows):
+                shared += 1
+            if shared < self.MIN_SHARED_PREFIX:
+                shared = 0
+        width = max(len(r) for r in rows) - shared
+        ids, mask = [], []
+        for row in rows:
+            pad = width - (len(row) - shared)
+            ids.append(row[:shared] + [self.pad_id] * pad + row[shared:])
+            mask.append([1] * shared + [0] * pad + [1] * (len(row) - shared))
+        device = self.model.device
+        inputs = {
+            "input_ids": torch.tensor(ids, device=device),
+            "attention_mask": torch.tensor(mask, device=device),
+        }
         self.model.eval()  # gradient checkpointing in train mode drops the KV cache
         with autocast(self.precision, device):
-            output = self.model.generate(**enc, **kwargs)
-        prompt_len = enc["input_ids"].shape[1]
+            if shared:
+                inputs["past_key_values"] = self._prefix_kv(rows[0][:shared], device).batch_repeat_interleave(
+                    len(rows)
+                )
+            output = self.model.generate(**inputs, **self._generate_kwargs(max_new_tokens, stop_at_tool_call))
+        prompt_len = inputs["input_ids"].shape[1]
         return [self._to_completion(row[prompt_len:].tolist(), stop_at_tool_call) for row in output]
 
     def _to_completion(self, ids: list[int], stop_at_tool_call: bool) -> Completion:
         tok = self.tokenizer
         eos = tok.eos_token_id
-        end = ids.index(eos) if eos in ids else len(ids)  # padding (== eos for many models) follows the stop
+        while ids and ids[-1] == self.pad_id and self.pad_id != eos:  # filler after a stop string
+            ids = ids[:-1]
+        end = ids.index(eos) if eos in ids else len(ids)
         text = tok.decode(ids[:end], skip_special_tokens=False)
         if stop_at_tool_call and TOOL_CALL_CLOSE in text:
             count = self._tokens_until(ids[:end], TOOL_CALL_CLOSE)
