@@ -21,6 +21,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from rulewise.errors import RulewiseError
+from rulewise.fileio import iter_jsonl
 from rulewise.hub import check_hub_reachable
 
 Expected = Literal["refuse", "comply"]
@@ -199,17 +200,8 @@ def _read_rows(path: Path) -> Iterator[tuple[int, Mapping[str, Any], list[str]]]
                     )
                 yield number, row, header
     elif suffix == ".jsonl":
-        with path.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise RulewiseError(f"invalid JSON: {exc.msg}", path=path, line=number) from None
-                if not isinstance(row, dict):
-                    raise RulewiseError("each line must be a JSON object", path=path, line=number)
-                yield number, row, list(row)
+        for number, row in iter_jsonl(path):
+            yield number, row, list(row)
     elif suffix == ".json":
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
