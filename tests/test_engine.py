@@ -185,7 +185,9 @@ def test_scripted_model_through_hf_generate_stops_at_tool_calls(tiny_tokenizer, 
         return "Use kill."
 
     model = ScriptedLM(tiny_tokenizer, script)
-    backend = HFBackend(model, tiny_tokenizer, precision="fp32", prefix_cache=False)  # it reads whole sequences
+    backend = HFBackend(
+        model, tiny_tokenizer, precision="fp32", prefix_cache=False
+    )  # it reads whole sequences
     gen = ToolUseGenerator(
         backend, tiny_tokenizer, tools=[tool], config=LoopConfig(max_new_tokens=200, batch_size=4)
     )
@@ -222,7 +224,9 @@ def test_tiny_random_model_batched_equals_one_at_a_time(tiny_tokenizer, tool, re
 
     def run(batch_size, prefix_cache):
         sampling = SamplingConfig(repetition_penalty=repetition_penalty)
-        backend = HFBackend(model, tiny_tokenizer, sampling=sampling, precision="fp32", prefix_cache=prefix_cache)
+        backend = HFBackend(
+            model, tiny_tokenizer, sampling=sampling, precision="fp32", prefix_cache=prefix_cache
+        )
         loop = LoopConfig(max_new_tokens=12, batch_size=batch_size)
         return ToolUseGenerator(backend, tiny_tokenizer, tools=[tool], config=loop).generate(prompts)
 

@@ -1,0 +1,1 @@
+"""Reinforcement learning for ASCL: advantage estimators (GRPO, IFPO) and, later, the trainer."""

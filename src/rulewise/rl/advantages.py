@@ -1,0 +1,129 @@
+"""Advantage estimators as registered pure functions (after verl's ``core_algos``).
+
+IFPO — Inverse Frequency Policy Optimization — is our design; the paper's formula is not
+public. A rollout's *mode* is whether it consulted the rules (a call counts even when the
+completion was cut off). GRPO computes, inside each prompt's group ``g``,
+
+    A_i = (r_i - mean_g r) / (std_g r + eps)
+
+and IFPO rebalances it by how common the rollout's mode is:
+
+    f_m   = share of rollouts in mode m, over the group (scope "group") or over the whole
+            batch gathered from every process (scope "batch"), optionally smoothed across
+            steps with an exponential moving average (batch scope);
+    w_m   = f_m ** (-alpha), normalised so the mean weight over that population is 1, then
+            clipped to [w_min, w_max];
+    Ã_i   = w_{m_i} · A_i.
+
+A rare mode's rollouts get larger advantages, in both directions, so the policy keeps learning
+from the behaviour it is about to stop sampling, instead of drifting into always (or never)
+consulting. ``alpha = 0`` gives every weight exactly 1.0 and is GRPO bit for bit; a mode that
+does not occur gets no weight and changes nothing; a population with one mode gets weight 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+Scope = Literal["group", "batch"]
+ADVANTAGE_ESTIMATORS: dict[str, Callable[..., object]] = {}
+
+
+def register(name: str) -> Callable[[Callable[..., object]], Callable[..., object]]:
+    def decorate(fn: Callable[..., object]) -> Callable[..., object]:
+        ADVANTAGE_ESTIMATORS[name] = fn
+        return fn
+
+    return decorate
+
+
+@register("grpo")
+def grpo_advantages(
+    rewards: torch.Tensor, group_size: int, *, scale: bool = True, eps: float = 1e-4
+) -> torch.Tensor:
+    """Group-relative advantages, computed exactly as TRL's GRPOTrainer does (unbiased std)."""
+    grouped = rewards.view(-1, group_size)
+    advantages = grouped - grouped.mean(dim=1, keepdim=True)
+    if scale:
+        advantages = advantages / (grouped.std(dim=1, keepdim=True) + eps)
+    return advantages.reshape(-1)
+
+
+@dataclass(frozen=True)
+class IFPOSettings:
+    alpha: float = 0.5
+    scope: Scope = "batch"
+    ema: float = 0.0  # 0: no smoothing; 0.9: frequencies remember earlier steps (batch scope)
+    w_min: float = 0.2
+    w_max: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.alpha < 0 or not 0 <= self.ema < 1 or not 0 < self.w_min <= 1 <= self.w_max:
+            raise ValueError("need alpha >= 0, 0 <= ema < 1 and 0 < w_min <= 1 <= w_max")
+
+
+def mode_frequencies(modes: torch.Tensor, group_size: int, scope: Scope) -> torch.Tensor:
+    """For each rollout, the share of its population (group or batch) in the same mode."""
+    modes = modes.bool()
+    if scope == "group":
+        grouped = modes.view(-1, group_size).float()
+        share_on = grouped.mean(dim=1, keepdim=True)
+        return torch.where(grouped.bool(), share_on, 1 - share_on).reshape(-1)
+    share_on = modes.float().mean()
+    return torch.where(modes, share_on, 1 - share_on)
+
+
+def inverse_frequency_weights(
+    frequencies: torch.Tensor, group_size: int, settings: IFPOSettings
+) -> torch.Tensor:
+    """``w = f^-alpha``, mean-normalised over each population, clipped. ``alpha = 0`` → all 1.0."""
+    if settings.alpha == 0:
+        return torch.ones_like(frequencies)
+    raw = frequencies.clamp_min(1e-8) ** (-settings.alpha)
+    if settings.scope == "group":
+        grouped = raw.view(-1, group_size)
+        normalised = (grouped / grouped.mean(dim=1, keepdim=True)).reshape(-1)
+    else:
+        normalised = raw / raw.mean()
+    return normalised.clamp(settings.w_min, settings.w_max)
+
+
+class IFPOState:
+    """Smoothed batch-level share of the 'consulted' mode across steps (used when ema > 0)."""
+
+    def __init__(self) -> None:
+        self.share_consulted: float | None = None
+
+    def smoothed(self, current: float, ema: float) -> float:
+        if ema == 0 or self.share_consulted is None:
+            self.share_consulted = current
+        else:
+            self.share_consulted = ema * self.share_consulted + (1 - ema) * current
+        return self.share_consulted
+
+
+@register("ifpo")
+def ifpo_advantages(
+    advantages: torch.Tensor,
+    modes: torch.Tensor,
+    group_size: int,
+    settings: IFPOSettings,
+    state: IFPOState | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rebalance GRPO ``advantages`` by mode frequency; returns ``(new advantages, weights)``.
+
+    ``modes`` (True = consulted) and ``advantages`` cover the whole population the scope
+    names: for ``batch`` scope, gather them from every process first.
+    """
+    frequencies = mode_frequencies(modes, group_size, settings.scope)
+    if settings.scope == "batch" and state is not None and settings.ema > 0:
+        share = state.smoothed(float(modes.float().mean()), settings.ema)
+        frequencies = torch.where(modes.bool(), torch.tensor(share), torch.tensor(1 - share)).to(
+            advantages.dtype
+        )
+    weights = inverse_frequency_weights(frequencies, group_size, settings).to(advantages.dtype)
+    return advantages * weights, weights

@@ -1,0 +1,106 @@
+import pytest
+import torch
+
+from rulewise.rl.advantages import (
+    ADVANTAGE_ESTIMATORS,
+    IFPOSettings,
+    IFPOState,
+    grpo_advantages,
+    ifpo_advantages,
+    inverse_frequency_weights,
+    mode_frequencies,
+)
+
+T, F = True, False
+
+
+def test_grpo_matches_hand_computed_values():
+    rewards = torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0])
+    # group 1: mean 0.25, unbiased std sqrt((0.75² + 3·0.25²)/3) = 0.5; group 2: mean 0.5, std sqrt(4·0.25/3)
+    std2 = (1 / 3) ** 0.5
+    expected = torch.tensor(
+        [
+            0.75 / 0.5001,
+            -0.25 / 0.5001,
+            -0.25 / 0.5001,
+            -0.25 / 0.5001,
+            0.5 / (std2 + 1e-4),
+            0.5 / (std2 + 1e-4),
+            -0.5 / (std2 + 1e-4),
+            -0.5 / (std2 + 1e-4),
+        ]
+    )
+    assert torch.allclose(grpo_advantages(rewards, 4), expected, atol=1e-6)
+    assert torch.equal(
+        grpo_advantages(rewards, 4, scale=False),
+        torch.tensor([0.75, -0.25, -0.25, -0.25, 0.5, 0.5, -0.5, -0.5]),
+    )
+    assert set(ADVANTAGE_ESTIMATORS) >= {"grpo", "ifpo"}
+
+
+@pytest.mark.parametrize("scope", ["group", "batch"])
+def test_alpha_zero_is_grpo_bit_for_bit(scope):
+    torch.manual_seed(0)
+    rewards = torch.rand(32)
+    advantages = grpo_advantages(rewards, 4)
+    modes = torch.rand(32) < 0.3
+    rebalanced, weights = ifpo_advantages(advantages, modes, 4, IFPOSettings(alpha=0.0, scope=scope))
+    assert torch.equal(rebalanced, advantages) and torch.equal(weights, torch.ones(32))
+
+
+def test_group_scope_weights_by_hand():
+    modes = torch.tensor([T, F, F, F, T, T, F, F])
+    assert torch.allclose(
+        mode_frequencies(modes, 4, "group"), torch.tensor([0.25, 0.75, 0.75, 0.75, 0.5, 0.5, 0.5, 0.5])
+    )
+    weights = inverse_frequency_weights(
+        mode_frequencies(modes, 4, "group"), 4, IFPOSettings(alpha=1.0, scope="group")
+    )
+    # raw 1/f = [4, 4/3, 4/3, 4/3] with mean 2 → [2, 2/3, 2/3, 2/3]; a balanced group stays at 1
+    assert torch.allclose(weights, torch.tensor([2.0, 2 / 3, 2 / 3, 2 / 3, 1.0, 1.0, 1.0, 1.0]))
+
+
+def test_batch_scope_one_rare_rollout_and_clipping():
+    modes = torch.tensor([T] + [F] * 9)
+    settings = IFPOSettings(alpha=1.0, scope="batch", w_max=3.0)
+    # raw 1/f = [10, 10/9 × 9], mean 2 → [5, 5/9 × 9]; 5 is clipped to w_max = 3
+    weights = inverse_frequency_weights(mode_frequencies(modes, 5, "batch"), 5, settings)
+    assert torch.allclose(weights, torch.tensor([3.0] + [5 / 9] * 9))
+    advantages = torch.tensor([1.0, -1.0, 0.5, 0.0, -0.5] * 2)
+    rebalanced, _ = ifpo_advantages(advantages, modes, 5, settings)
+    assert rebalanced[0] == pytest.approx(3.0) and rebalanced[1] == pytest.approx(-5 / 9)
+
+
+def test_absent_or_single_mode_changes_nothing():
+    advantages = torch.tensor([0.5, -0.5, 1.0, -1.0])
+    for modes in (torch.tensor([T, T, T, T]), torch.tensor([F, F, F, F])):
+        for scope in ("group", "batch"):
+            rebalanced, weights = ifpo_advantages(advantages, modes, 4, IFPOSettings(alpha=2.0, scope=scope))
+            assert torch.equal(weights, torch.ones(4)) and torch.equal(rebalanced, advantages)
+
+
+def test_zero_std_group_stays_zero():
+    rewards = torch.tensor([1.0, 1.0, 1.0, 1.0])
+    advantages = grpo_advantages(rewards, 4)
+    rebalanced, _ = ifpo_advantages(
+        advantages, torch.tensor([T, F, F, F]), 4, IFPOSettings(alpha=1.0, scope="group")
+    )
+    assert torch.equal(rebalanced, torch.zeros(4))
+
+
+def test_ema_smooths_the_batch_share_across_steps():
+    state = IFPOState()
+    settings = IFPOSettings(alpha=1.0, scope="batch", ema=0.9)
+    ifpo_advantages(torch.zeros(4), torch.tensor([T, T, F, F]), 2, settings, state)  # share 0.5
+    advantages = torch.ones(10)
+    modes = torch.tensor([T] + [F] * 9)  # current share 0.1, smoothed 0.9·0.5 + 0.1·0.1 = 0.46
+    _, weights = ifpo_advantages(advantages, modes, 5, settings, state)
+    assert state.share_consulted == pytest.approx(0.46)
+    raw = torch.tensor([1 / 0.46] + [1 / 0.54] * 9)
+    assert torch.allclose(weights, raw / raw.mean())
+
+
+@pytest.mark.parametrize("bad", [{"alpha": -1.0}, {"ema": 1.0}, {"w_min": 0.0}, {"w_max": 0.5}])
+def test_settings_are_validated(bad):
+    with pytest.raises(ValueError):
+        IFPOSettings(**bad)
