@@ -121,6 +121,7 @@ def run_sft(settings: SFTSettings, *, callbacks: list[Any] | None = None) -> Pat
         report_to=[],
         dataloader_num_workers=0,
         dataloader_pin_memory=device.type == "cuda",
+        use_cpu=device.type == "cpu",  # needed for gloo data parallelism across CPU processes (torchrun)
     )
     peft_config = None
     if settings.lora.enabled:
