@@ -73,19 +73,11 @@ RulebookOpt = Annotated[str, typer.Option("--rulebook", "-r", help="Rulebook fil
 
 
 def _synthesize(prompts_path: Path, teacher, out: Path, tools: list[dict]) -> None:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     from rulewise.data.synthesis import load_prompts, rejected_path, synthesize
+    from rulewise.progress import eta_progress
 
     prompts = load_prompts(prompts_path)
-    columns = [
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-    ]
-    with Progress(*columns, console=console) as progress:
+    with eta_progress(console) as progress:
         task = progress.add_task(f"teacher {teacher.name}", total=len(prompts))
         report = synthesize(prompts, teacher, out, tools=tools, on_progress=lambda: progress.advance(task))
     console.print(

@@ -79,7 +79,7 @@ def sft_record(
         "label": prompt.label,
         "kind": prompt.kind,
         "category": prompt.category,
-        "consulted": traj.num_tool_calls > 0,
+        "consulted": traj.consulted,
         "consulted_rules": traj.consulted_rules,
         "teacher": teacher,
     }

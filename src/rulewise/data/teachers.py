@@ -33,7 +33,7 @@ from rulewise.generation.tools import ToolRegistry
 from rulewise.generation.trajectory import Trajectory
 from rulewise.rules.retrieval import build_retriever
 from rulewise.rules.schema import Rulebook
-from rulewise.rules.tool import TOOL_NAME, make_consult_tool, rule_ids_in
+from rulewise.rules.tool import make_consult_tool
 
 OnTrajectory = Callable[[TrainingPrompt, Trajectory], None]
 
@@ -111,15 +111,7 @@ class EndpointTeacher:
                 api.append(
                     {"role": "tool", "tool_call_id": api_call.get("id", ""), "content": result.content}
                 )
-                traj.messages.append({"role": "tool", "name": result.name, "content": result.content})
-                if result.ok:
-                    traj.num_tool_calls += 1
-                    if result.name == TOOL_NAME:
-                        traj.consulted_rules += [
-                            r for r in rule_ids_in(result.content) if r not in traj.consulted_rules
-                        ]
-                else:
-                    traj.num_malformed_calls += 1
+                traj.add_tool_result(result)
 
     def run(self, prompts: Sequence[TrainingPrompt], on_trajectory: OnTrajectory) -> None:
         for prompt in prompts:

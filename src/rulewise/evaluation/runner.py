@@ -13,14 +13,6 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from rulewise.errors import RulewiseError
 from rulewise.evaluation.benchmarks import BenchmarkItem, load_benchmark
@@ -30,6 +22,7 @@ from rulewise.evaluation.report import write_run_report
 from rulewise.fileio import append_record, read_records
 from rulewise.generation.engine import ToolUseGenerator
 from rulewise.generation.trajectory import Trajectory
+from rulewise.progress import eta_progress
 from rulewise.rules.retrieval import RetrieverKind
 from rulewise.runtime import Precision
 
@@ -107,7 +100,6 @@ def make_record(item: BenchmarkItem, traj: Trajectory, judge: Judge) -> dict[str
     return {
         **item.model_dump(),
         **traj.model_dump(exclude={"id"}),
-        "consulted": traj.num_tool_calls > 0,
         "answer": traj.final_answer,
         **judge_item(item, traj, judge),
     }
@@ -174,15 +166,7 @@ def run_eval(
         if generator is None:
             with console.status(f"loading model '{config.model}'…"):
                 generator = build_eval_generator(config, batch_size=batch_size, precision=precision)
-        columns = [
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-        ]
-        with Progress(*columns, console=console, transient=False) as progress:
+        with eta_progress(console) as progress:
             task = progress.add_task("evaluating", total=len(items), completed=len(items) - len(pending))
 
             def finished(index: int, traj: Trajectory) -> None:

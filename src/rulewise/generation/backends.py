@@ -23,9 +23,8 @@ StopReason = Literal["eos", "tool_call", "length"]
 
 @dataclass
 class Completion:
-    text: (
-        str  # without the end-of-turn token and padding; ends with ``</tool_call>`` when stop == "tool_call"
-    )
+    #: Without the end-of-turn token and padding; ends with ``</tool_call>`` when stop == "tool_call".
+    text: str
     num_tokens: int  # generated tokens, including the end-of-turn token when there was one
     stop: StopReason
 

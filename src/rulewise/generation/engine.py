@@ -23,7 +23,6 @@ from rulewise.generation.parsing import parse_assistant_turn
 from rulewise.generation.prompts import default_system_prompt
 from rulewise.generation.tools import ToolRegistry
 from rulewise.generation.trajectory import Trajectory
-from rulewise.rules.tool import TOOL_NAME, rule_ids_in
 
 Conversation = list[dict[str, Any]]
 
@@ -144,13 +143,5 @@ class ToolUseGenerator:
         else:  # keep what the model really wrote, so the transcript shows the malformed call
             messages.append({"role": "assistant", "content": text.strip()})
         for result in results:
-            messages.append({"role": "tool", "name": result.name, "content": result.content})
-            if result.ok:
-                traj.num_tool_calls += 1
-                if result.name == TOOL_NAME:
-                    traj.consulted_rules.extend(
-                        r for r in rule_ids_in(result.content) if r not in traj.consulted_rules
-                    )
-            else:
-                traj.num_malformed_calls += 1
+            traj.add_tool_result(result)
         return True

@@ -7,6 +7,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, computed_field
 
 from rulewise.generation.parsing import split_reasoning
+from rulewise.generation.tools import ToolResult
+from rulewise.rules.tool import TOOL_NAME, rule_ids_in
 
 FinishReason = Literal["answer", "length", "call_cap"]
 
@@ -34,6 +36,22 @@ class Trajectory(BaseModel):
     def ended_cleanly(self) -> bool:
         """The model finished its answer itself (no token limit, no call cap)."""
         return self.finish_reason == "answer"
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def consulted(self) -> bool:
+        """A tool call was executed (the rule-consultation rate counts these)."""
+        return self.num_tool_calls > 0
+
+    def add_tool_result(self, result: ToolResult) -> None:
+        """Append a tool message and count it: executed (with the rule ids it returned) or failed."""
+        self.messages.append({"role": "tool", "name": result.name, "content": result.content})
+        if not result.ok:
+            self.num_malformed_calls += 1
+            return
+        self.num_tool_calls += 1
+        if result.name == TOOL_NAME:
+            self.consulted_rules += [r for r in rule_ids_in(result.content) if r not in self.consulted_rules]
 
     @property
     def attempted_tool_call(self) -> bool:
