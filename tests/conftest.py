@@ -112,3 +112,15 @@ def cli(monkeypatch, capsys):
         return code, out, err
 
     return run
+
+
+def stop_at(step: int):
+    """A Trainer callback that interrupts training after ``step`` like a Ctrl-C would."""
+    from transformers import TrainerCallback
+
+    class StopAt(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == step:
+                raise KeyboardInterrupt
+
+    return StopAt()

@@ -2,11 +2,17 @@
 
 It lets tests drive the real HF backend (left padding, stop strings, token counting) and the
 tool loop with a model that reliably emits tool calls. The next token is chosen from the text
-of the conversation so far: ``script(conversation_text) -> assistant reply``.
+of the conversation so far: ``script(conversation_text) -> assistant reply``, or
+``script(conversation_text, row)`` to let rows of one batch (members of a GRPO group) differ.
+
+With ``learnable=True`` the tiny Llama's own logits are added to the script's (which outweigh
+them by 1e4), so sampling still follows the script while a loss has gradients: an RL trainer
+can take real optimisation steps on it.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 
 import torch
@@ -17,7 +23,7 @@ ASSISTANT_HEADER = "<|im_start|>assistant\n"
 
 
 class ScriptedLM(LlamaForCausalLM):
-    def __init__(self, tokenizer, script: Callable[[str], str]) -> None:
+    def __init__(self, tokenizer, script: Callable[..., str], *, learnable: bool = False) -> None:
         config = LlamaConfig(
             vocab_size=len(tokenizer),
             hidden_size=8,
@@ -31,13 +37,16 @@ class ScriptedLM(LlamaForCausalLM):
         self.generation_config.use_cache = False
         self.tokenizer = tokenizer
         self.script = script
+        self.learnable = learnable
+        self.script_takes_row = len(inspect.signature(script).parameters) == 2
         self.header_ids = tokenizer.encode(ASSISTANT_HEADER, add_special_tokens=False)
 
-    def _next_token(self, ids: list[int]) -> int:
+    def _next_token(self, ids: list[int], row: int) -> int:
         h = len(self.header_ids)
         start = max(i + h for i in range(len(ids) - h + 1) if ids[i : i + h] == self.header_ids)
+        text = self.tokenizer.decode(ids[:start])
         reply = self.tokenizer.encode(
-            self.script(self.tokenizer.decode(ids[:start])), add_special_tokens=False
+            self.script(text, row) if self.script_takes_row else self.script(text), add_special_tokens=False
         )
         reply.append(self.tokenizer.eos_token_id)
         n = len(ids) - start
@@ -50,5 +59,7 @@ class ScriptedLM(LlamaForCausalLM):
             ids = input_ids[row]
             if attention_mask is not None:
                 ids = ids[attention_mask[row].bool()]
-            logits[row, -1, self._next_token(ids.tolist())] = 0.0
+            logits[row, -1, self._next_token(ids.tolist(), row)] = 0.0
+        if self.learnable:
+            logits = logits + super().forward(input_ids=input_ids, attention_mask=attention_mask).logits
         return CausalLMOutputWithPast(logits=logits)

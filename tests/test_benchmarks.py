@@ -171,8 +171,26 @@ def test_unknown_layout_missing_file_and_offline_hub(tmp_path, monkeypatch):
 
 
 def test_parse_bench_spec():
-    assert parse_bench_spec("xstest=data/x.csv") == ("xstest", None, "data/x.csv")
-    assert parse_bench_spec("mine:custom=a=b.jsonl") == ("mine", "custom", "a=b.jsonl")
+    assert parse_bench_spec("xstest=data/x.csv") == {
+        "name": "xstest",
+        "layout": None,
+        "limit": None,
+        "source": "data/x.csv",
+    }
+    assert parse_bench_spec("mine:custom=a=b.jsonl") == {
+        "name": "mine",
+        "layout": "custom",
+        "limit": None,
+        "source": "a=b.jsonl",
+    }
+    assert parse_bench_spec("sr:strongreject@50=x.csv") == {
+        "name": "sr",
+        "layout": "strongreject",
+        "limit": 50,
+        "source": "x.csv",
+    }
+    with pytest.raises(RulewiseError, match="LIMIT"):
+        parse_bench_spec("sr@zero=x.csv")
     with pytest.raises(RulewiseError, match="NAME=PATH"):
         parse_bench_spec("just-a-path.csv")
 

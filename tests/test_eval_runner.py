@@ -54,7 +54,7 @@ def config(**overrides):
         BenchSpec(name="xstest", source=str(FIXTURES / "xstest.csv")),
         BenchSpec(name="gsm8k", source=str(FIXTURES / "gsm8k.jsonl")),
     ]
-    return EvalConfig(model="scripted", benches=benches, **overrides)
+    return EvalConfig(**{"model": "scripted", "benches": benches, **overrides})
 
 
 def test_eval_writes_records_metrics_and_report(tmp_path, tiny_tokenizer):
@@ -120,6 +120,22 @@ def test_changed_configuration_is_refused(tmp_path, tiny_tokenizer):
             tmp_path,
             generator=make_generator(tiny_tokenizer, PolicyBackend()),
         )
+
+
+def test_a_retrained_model_is_not_resumed_from_old_results(tmp_path, tiny_checkpoint, tiny_tokenizer):
+    import shutil
+
+    from conftest import build_tiny_model
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_checkpoint, model_dir)
+    settings = config(model=str(model_dir), max_new_tokens=2, max_tool_calls=0)
+    run_eval(settings, tmp_path / "run", batch_size=4, precision="fp32")
+    run_eval(settings, tmp_path / "run", batch_size=4, precision="fp32")  # same weights: resumes
+    retrained = build_tiny_model(len(tiny_tokenizer), seed=1)
+    retrained.save_pretrained(model_dir)  # as `rulewise train sft` would after more steps
+    with pytest.raises(RulewiseError, match="model_fingerprint"):
+        run_eval(settings, tmp_path / "run", batch_size=4, precision="fp32")
 
 
 def test_bad_benchmark_fails_before_anything_is_written(tmp_path):

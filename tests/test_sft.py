@@ -2,7 +2,7 @@ import json
 
 import pytest
 import torch
-from transformers import TrainerCallback
+from conftest import stop_at
 
 from rulewise.config import load_config
 from rulewise.data.prompt_set import build_prompt_set
@@ -41,15 +41,6 @@ def settings(bc_data, tiny_checkpoint, out, **overrides):
     return SFTSettings(**{**base, **overrides})
 
 
-class StopAt(TrainerCallback):
-    def __init__(self, step):
-        self.step = step
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == self.step:
-            raise KeyboardInterrupt
-
-
 def test_sft_trains_saves_a_plain_checkpoint_and_curves(bc_data, tiny_checkpoint, tmp_path):
     out = run_sft(settings(bc_data, tiny_checkpoint, tmp_path / "sft"))
     history = [json.loads(line) for line in (out / "log_history.jsonl").read_text().splitlines()]
@@ -66,7 +57,7 @@ def test_sft_trains_saves_a_plain_checkpoint_and_curves(bc_data, tiny_checkpoint
 def test_sft_resumes_after_an_interrupt(bc_data, tiny_checkpoint, tmp_path):
     out = tmp_path / "sft"
     with pytest.raises(KeyboardInterrupt):
-        run_sft(settings(bc_data, tiny_checkpoint, out, max_steps=4), callbacks=[StopAt(3)])
+        run_sft(settings(bc_data, tiny_checkpoint, out, max_steps=4), callbacks=[stop_at(3)])
     assert (out / "checkpoint-2").is_dir() and not (out / "checkpoint-4").exists()
     run_sft(settings(bc_data, tiny_checkpoint, out, max_steps=4))
     history = [json.loads(line) for line in (out / "log_history.jsonl").read_text().splitlines()]
@@ -113,3 +104,11 @@ def test_config_file_and_overrides(tmp_path):
     with pytest.raises(RulewiseError) as info:
         load_config(SFTSettings, None, ["data=d", "out=o", "batch_size=zero"])
     assert info.value.field == "batch_size" and "<command line>" in str(info.value)
+
+
+def test_shipped_sft_config_validates():
+    from pathlib import Path
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "sft.yaml"
+    cfg = load_config(SFTSettings, config, ["train_top_layers=8"])
+    assert (cfg.group_by_length, cfg.train_top_layers, cfg.lora.enabled) == (True, 8, False)

@@ -17,7 +17,8 @@ def eval_command(
             "--bench",
             "-b",
             help="NAME=PATH, or NAME:LAYOUT=PATH for a file in a known layout (strongreject, advbench, harmbench, jbb, "
-            "xstest, orbench, orbench_toxic, donotanswer, gsm8k, custom). Repeat for several.",
+            "xstest, orbench, orbench_toxic, donotanswer, gsm8k, custom); NAME@N=PATH subsamples N items of that one. "
+            "Repeat for several.",
         ),
     ],
     out: Annotated[
@@ -27,7 +28,7 @@ def eval_command(
         str, typer.Option("--model", "-m", help="'default', a checkpoint directory or a Hub id.")
     ] = "default",
     limit: Annotated[
-        int | None, typer.Option(min=1, help="Seeded random subsample of each benchmark.")
+        int | None, typer.Option(min=1, help="Seeded random subsample of each benchmark without its own @N.")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed for subsampling and bootstrap intervals.")] = 0,
     judge: Annotated[
@@ -56,7 +57,7 @@ def eval_command(
     from rulewise.evaluation.benchmarks import parse_bench_spec
     from rulewise.evaluation.runner import REPORT_FILE, BenchSpec, EvalConfig, run_eval
 
-    specs = [BenchSpec(name=n, layout=layout, source=s) for n, layout, s in map(parse_bench_spec, bench)]
+    specs = [BenchSpec(**parse_bench_spec(spec)) for spec in bench]
     config = EvalConfig(
         model=model,
         benches=specs,

@@ -48,3 +48,42 @@ def sft_command(
     settings = load_config(SFTSettings, config, sets)
     path = run_sft(settings)
     console.print(f"[green]saved[/green] {path} (loss curve: {path / 'loss.png'})")
+
+
+@app.command("rl")
+def rl_command(
+    algo: Annotated[
+        str | None, typer.Option("--algo", help="'ifpo' (inverse-frequency mode weighting) or 'grpo'.")
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="SFT checkpoint directory (or 'default').")
+    ] = None,
+    prompts: Annotated[
+        Path | None, typer.Option("--prompts", "-p", help="Prompts JSONL (from 'rulewise data prompts').")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Output directory; rerun to resume.")
+    ] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML with any RL setting.")] = None,
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", help="key=value override, e.g. ifpo.alpha=1.0.")
+    ] = None,
+) -> None:
+    """Tool-use RL (GRPO, or IFPO) with safety, utility and format rewards; resumable, with curves.
+
+    Example: rulewise train rl --algo ifpo --model runs/sft --prompts data/prompts/train.jsonl --out runs/ifpo --set max_steps=20
+    """
+    quiet_libraries()
+    from rulewise.config import load_config
+    from rulewise.rl.train import RLSettings, run_rl
+
+    flags = {
+        k: str(v)
+        for k, v in (("algo", algo), ("model", model), ("prompts", prompts), ("out", out))
+        if v is not None
+    }
+    settings = load_config(RLSettings, config, [f"{k}={v}" for k, v in flags.items()] + list(overrides or []))
+    path = run_rl(settings)
+    console.print(
+        f"[green]saved[/green] {path} (curves: {path / 'rl_curves.png'}, metrics: {path / 'log_history.jsonl'})"
+    )

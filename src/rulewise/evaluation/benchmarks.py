@@ -287,12 +287,23 @@ def load_benchmark(
     return items
 
 
-def parse_bench_spec(spec: str) -> tuple[str, str | None, str]:
-    """``NAME=PATH`` or ``NAME:LAYOUT=PATH`` → ``(name, layout, path)``."""
+def parse_bench_spec(spec: str) -> dict[str, Any]:
+    """``NAME[:LAYOUT][@LIMIT]=PATH`` → ``{name, layout, limit, source}``.
+
+    A per-benchmark ``@LIMIT`` lets one run evaluate a small split whole while subsampling
+    the big public sets (``dev:custom=dev.jsonl`` next to ``strongreject@50=...``).
+    """
+    usage = f"--bench '{spec}' must be NAME=PATH, NAME:LAYOUT=PATH or NAME[:LAYOUT]@LIMIT=PATH"
     if "=" not in spec:
-        raise RulewiseError(f"--bench '{spec}' must be NAME=PATH or NAME:LAYOUT=PATH", field="bench")
+        raise RulewiseError(usage, field="bench")
     left, source = spec.split("=", 1)
+    left, _, limit_text = left.partition("@")
     name, _, layout = left.partition(":")
-    if not name or not source:
-        raise RulewiseError(f"--bench '{spec}' must be NAME=PATH or NAME:LAYOUT=PATH", field="bench")
-    return name, layout or None, source
+    if not name or not source or (limit_text and not (limit_text.isdigit() and int(limit_text) > 0)):
+        raise RulewiseError(usage, field="bench")
+    return {
+        "name": name,
+        "layout": layout or None,
+        "limit": int(limit_text) if limit_text else None,
+        "source": source,
+    }

@@ -22,6 +22,7 @@ from rulewise.evaluation.report import write_run_report
 from rulewise.fileio import append_record, read_records
 from rulewise.generation.engine import ToolUseGenerator
 from rulewise.generation.trajectory import Trajectory
+from rulewise.models.loading import model_fingerprint
 from rulewise.progress import eta_progress
 from rulewise.rules.retrieval import RetrieverKind
 from rulewise.runtime import Precision
@@ -40,6 +41,7 @@ class BenchSpec(BaseModel):
     name: str
     source: str
     layout: str | None = None
+    limit: int | None = Field(default=None, ge=1)  # overrides EvalConfig.limit for this benchmark
 
 
 class EvalConfig(BaseModel):
@@ -67,7 +69,7 @@ def load_items(config: EvalConfig) -> list[BenchmarkItem]:
     items: list[BenchmarkItem] = []
     for bench in config.benches:
         items += load_benchmark(
-            bench.name, bench.source, layout=bench.layout, limit=config.limit, seed=config.seed
+            bench.name, bench.source, layout=bench.layout, limit=bench.limit or config.limit, seed=config.seed
         )
     return items
 
@@ -105,11 +107,14 @@ def make_record(item: BenchmarkItem, traj: Trajectory, judge: Judge) -> dict[str
     }
 
 
-def _check_config(out_dir: Path, config: EvalConfig) -> None:
+def _check_config(out_dir: Path, config: EvalConfig, fingerprint: str | None) -> None:
+    """Refuse to resume from results made with other settings or other weights (a retrained model)."""
     path = out_dir / CONFIG_FILE
+    current = config.model_dump(mode="json") | {"model_fingerprint": fingerprint}
     if path.exists():
         previous = json.loads(path.read_text(encoding="utf-8"))
-        current = config.model_dump(mode="json")
+        if "model_fingerprint" not in previous:  # written before fingerprints existed: cannot tell
+            current.pop("model_fingerprint")
         changed = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
         if changed:
             raise RulewiseError(
@@ -119,7 +124,7 @@ def _check_config(out_dir: Path, config: EvalConfig) -> None:
             )
     else:
         out_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(config.model_dump_json(indent=2), encoding="utf-8")
+        path.write_text(json.dumps(current, indent=2), encoding="utf-8")
 
 
 def build_eval_generator(config: EvalConfig, *, batch_size: int, precision: Precision) -> ToolUseGenerator:
@@ -155,7 +160,7 @@ def run_eval(
     console = console or Console()
     items = load_items(config)  # bad benchmark files fail before anything is loaded or written
     judge = build_judge(config.judge)
-    _check_config(out_dir, config)
+    _check_config(out_dir, config, None if generator is not None else model_fingerprint(config.model))
     results_path = out_dir / RESULTS_FILE
     wanted = {item.id for item in items}
     done = {r["id"] for r in read_records(results_path, console=console)}

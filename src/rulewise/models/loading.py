@@ -140,6 +140,24 @@ def resolve_model_spec(spec: str) -> Path | str:
     return spec
 
 
+def model_fingerprint(spec: str) -> str:
+    """Identifies the weights ``spec`` names, so a result cache can tell a retrained model apart.
+
+    For a local checkpoint: the names, sizes and modification times of its weight files
+    (cheap, no hashing of gigabytes); for a Hub id: the id itself.
+    """
+    import hashlib
+
+    path = Path(spec).expanduser()
+    if spec in DEFAULT_MODEL_ALIASES:
+        path = default_checkpoint()
+    if not path.is_dir():
+        return spec
+    weights = sorted(p for p in path.iterdir() if p.suffix in {".safetensors", ".bin", ".gguf"})
+    stamp = "|".join(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in weights)
+    return hashlib.sha256(stamp.encode()).hexdigest()[:16]
+
+
 def load_tokenizer(spec: str, *, chat_template: ChatTemplateMode = "auto") -> PreTrainedTokenizerBase:
     """Just the tokenizer of ``spec`` (cheap), with a tool-capable template."""
     source = resolve_model_spec(spec)

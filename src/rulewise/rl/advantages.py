@@ -127,3 +127,32 @@ def ifpo_advantages(
         )
     weights = inverse_frequency_weights(frequencies, group_size, settings).to(advantages.dtype)
     return advantages * weights, weights
+
+
+def mode_statistics(
+    modes: torch.Tensor,
+    harmful: torch.Tensor,
+    weights: torch.Tensor,
+    rewards: torch.Tensor,
+    advantages: torch.Tensor,
+) -> dict[str, float]:
+    """What to watch per step: how often each mode occurs, what it weighs, earns and moves.
+
+    ``adv_mass/<mode>`` is the mode's share of the total absolute advantage, i.e. of the
+    policy-gradient signal; IFPO exists to keep the rare mode's share from vanishing.
+    Keys for a mode (or prompt label) absent from the batch are left out rather than logged as 0.
+    """
+    modes, harmful = modes.bool(), harmful.bool()
+    stats = {"ifpo/share_consulted": modes.float().mean().item()}
+    total_mass = advantages.abs().sum().item()
+    for name, selected in (("consulted", modes), ("direct", ~modes)):
+        if not selected.any():
+            continue
+        stats[f"ifpo/weight/{name}"] = weights[selected].mean().item()
+        stats[f"ifpo/reward/{name}"] = torch.nanmean(rewards[selected]).item()
+        if total_mass > 0:
+            stats[f"ifpo/adv_mass/{name}"] = advantages[selected].abs().sum().item() / total_mass
+    for name, selected in (("harmful", harmful), ("benign", ~harmful)):
+        if selected.any():
+            stats[f"consult_rate/{name}"] = modes[selected].float().mean().item()
+    return stats

@@ -67,3 +67,68 @@ def save_final(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, out_d
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
+
+
+def train_only_top_layers(model: PreTrainedModel, count: int) -> int:
+    """Freeze everything but the last ``count`` transformer blocks and the final norm.
+
+    Backward then stops at the lowest trainable block, which on a CPU cuts a step's cost
+    to little more than a forward pass. Returns the number of trainable parameters.
+    Tied input/output embeddings stay frozen with the rest.
+    """
+    import torch
+
+    blocks = max((m for m in model.modules() if isinstance(m, torch.nn.ModuleList)), key=len, default=None)
+    if blocks is None or not 0 < count <= len(blocks):
+        raise ValueError(f"train_top_layers={count}: the model has {len(blocks or [])} transformer blocks")
+    model.requires_grad_(False)
+    blocks[-count:].requires_grad_(True)
+    decoder = getattr(model, "model", None)
+    norm = getattr(decoder, "norm", None)
+    if isinstance(norm, torch.nn.Module):
+        norm.requires_grad_(True)
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def prepare_for_training(model: PreTrainedModel, train_top_layers: int | None) -> None:
+    """Freeze all but the top blocks when asked (a config error names the field), then train mode."""
+    from rulewise.errors import RulewiseError
+
+    if train_top_layers is not None:
+        try:
+            train_only_top_layers(model, train_top_layers)
+        except ValueError as exc:
+            raise RulewiseError(str(exc), field="train_top_layers") from None
+    model.train()
+
+
+def device_args(device_type: str) -> dict[str, Any]:
+    """TrainingArguments that depend on the device, shared by every trainer.
+
+    ``use_cpu`` on CPU is what lets ``torchrun`` give real gloo data parallelism.
+    """
+    import importlib.util
+
+    return {
+        "dataloader_num_workers": 0,
+        "dataloader_pin_memory": device_type == "cuda",
+        "use_cpu": device_type == "cpu",
+        "report_to": ["tensorboard"] if importlib.util.find_spec("tensorboard") else [],
+    }
+
+
+def finish_training(
+    trainer: Any,
+    tokenizer: PreTrainedTokenizerBase,
+    out_dir: Path,
+    curve_keys: list[str],
+    curves: str,
+    title: str,
+) -> None:
+    """On the main process: save the plain checkpoint, the log history and the curves; then sync."""
+    if trainer.is_world_process_zero():
+        save_final(trainer.accelerator.unwrap_model(trainer.model), tokenizer, out_dir)
+        history = trainer.state.log_history
+        write_log_history(out_dir, history)
+        plot_curves(out_dir, history, curve_keys, curves, title)
+    trainer.accelerator.wait_for_everyone()

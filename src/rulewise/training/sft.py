@@ -52,6 +52,10 @@ class SFTSettings(BaseModel):
     save_total_limit: int = Field(default=2, ge=1)
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     gradient_checkpointing: bool = False  # saves memory on big models; slows small CPU runs
+    group_by_length: bool = True  # batch similar lengths together: less padding, same examples
+    train_top_layers: int | None = Field(
+        default=None, ge=1, description="train only the last N blocks (CPU speed-up); None trains all"
+    )
     lora: LoraSettings = LoraSettings()
 
 
@@ -93,7 +97,7 @@ def run_sft(settings: SFTSettings, *, callbacks: list[Any] | None = None) -> Pat
 
     from rulewise.models import load_model
     from rulewise.runtime import use_bf16
-    from rulewise.training.common import last_checkpoint, plot_curves, save_final, write_log_history
+    from rulewise.training.common import device_args, finish_training, last_checkpoint, prepare_for_training
 
     out = Path(settings.out)
     dataset = load_sft_dataset(settings.data)
@@ -118,10 +122,8 @@ def run_sft(settings: SFTSettings, *, callbacks: list[Any] | None = None) -> Pat
         save_steps=settings.save_steps,
         save_total_limit=settings.save_total_limit,
         seed=settings.seed,
-        report_to=[],
-        dataloader_num_workers=0,
-        dataloader_pin_memory=device.type == "cuda",
-        use_cpu=device.type == "cpu",  # needed for gloo data parallelism across CPU processes (torchrun)
+        **device_args(device.type),
+        train_sampling_strategy="group_by_length" if settings.group_by_length else "random",
     )
     peft_config = None
     if settings.lora.enabled:
@@ -134,7 +136,7 @@ def run_sft(settings: SFTSettings, *, callbacks: list[Any] | None = None) -> Pat
             target_modules=settings.lora.target_modules,
             task_type="CAUSAL_LM",
         )
-    loaded.model.train()
+    prepare_for_training(loaded.model, settings.train_top_layers)
     trainer = SFTTrainer(
         model=loaded.model,
         args=args,
@@ -145,12 +147,12 @@ def run_sft(settings: SFTSettings, *, callbacks: list[Any] | None = None) -> Pat
     )
     resume = last_checkpoint(out)
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    if trainer.is_world_process_zero():  # under `accelerate launch`, one process writes
-        save_final(trainer.accelerator.unwrap_model(trainer.model), loaded.tokenizer, out)
-        history = trainer.state.log_history
-        write_log_history(out, history)
-        plot_curves(
-            out, history, ["loss", "learning_rate", "grad_norm"], "loss.png", f"SFT of {settings.model}"
-        )
-    trainer.accelerator.wait_for_everyone()
+    finish_training(
+        trainer,
+        loaded.tokenizer,
+        out,
+        ["loss", "learning_rate", "grad_norm"],
+        "loss.png",
+        f"SFT of {settings.model}",
+    )
     return out

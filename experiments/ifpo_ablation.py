@@ -1,0 +1,178 @@
+"""The ablation that motivates IFPO: GRPO vs IFPO from the same SFT checkpoint, same steps.
+
+    .venv/bin/python experiments/ifpo_ablation.py [--sft runs/bc_before_after/sft-bc] [--out runs/ifpo_ablation]
+
+Both runs use the same prompts, seed, rewards and number of steps; they differ only in
+``algo``. Reported: the consultation rate over training on harmful and on benign prompts,
+IFPO's mode weights, and the final safety / compliance / consultation rate from
+``rulewise eval`` on the dev split's safety prompts (harmful, jailbreak, look-alike and plain
+benign; the maths problems are left out to keep the run under 30 minutes on 2 cores). Writes ``ablation.md`` and ``ablation.png`` under --out.
+Every stage is a resumable CLI command: rerun after an interruption. When --sft does not
+exist yet it is trained first, with the settings of experiments/bc_before_after.sh.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RULEWISE = [sys.executable, "-m", "rulewise.cli.main"]
+ALGOS = ("grpo", "ifpo")
+
+
+def rulewise(*args: str) -> None:
+    print("+ rulewise", " ".join(args), flush=True)
+    subprocess.run([*RULEWISE, *args], check=True, cwd=ROOT)
+
+
+def ensure_sft(sft: Path, data: Path) -> None:
+    if (sft / "model.safetensors").is_file():
+        return
+    rulewise(
+        "data", "bc", "--prompts", str(data / "prompts" / "train.jsonl"), "--out", str(data / "bc.jsonl")
+    )
+    rulewise(
+        "train",
+        "sft",
+        "--config",
+        "configs/sft.yaml",
+        "--data",
+        str(data / "bc.jsonl"),
+        "--out",
+        str(sft),
+        "--set",
+        "max_steps=24",
+        "--set",
+        "batch_size=4",
+        "--set",
+        "learning_rate=1e-4",
+        "--set",
+        "warmup=0.1",
+        "--set",
+        "save_steps=8",
+    )
+
+
+def safety_split(prompts: Path) -> Path:
+    """The dev prompts without the maths problems (long answers, and not what IFPO is about)."""
+    path = prompts / "dev_safety.jsonl"
+    lines = (prompts / "dev.jsonl").read_text(encoding="utf-8").splitlines()
+    path.write_text(
+        "".join(line + "\n" for line in lines if json.loads(line)["kind"] != "math"), encoding="utf-8"
+    )
+    return path
+
+
+def history(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "log_history.jsonl").read_text().splitlines()]
+
+
+def plot(out: Path, histories: dict[str, list[dict]]) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+    panels = [
+        ("consult_rate/harmful", "consultation rate, harmful prompts"),
+        ("consult_rate/benign", "consultation rate, benign prompts"),
+        ("reward", "mean reward"),
+    ]
+    for ax, (key, title) in zip(axes, panels, strict=True):
+        for algo, entries in histories.items():
+            points = [(e["step"], e[key]) for e in entries if key in e]
+            ax.plot(
+                [s for s, _ in points], [v for _, v in points], marker="o", markersize=3, label=algo.upper()
+            )
+        ax.set_title(title)
+        ax.set_xlabel("RL step")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    path = out / "ablation.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def table(
+    out: Path, evals: dict[str, Path], histories: dict[str, list[dict]], seconds: dict[str, float]
+) -> str:
+    def mean(entries: list[dict], key: str) -> str:
+        values = [e[key] for e in entries if key in e]
+        return f"{sum(values) / len(values):.2f}" if values else "–"
+
+    def pct(metric: dict | None) -> str:
+        return f"{metric['value']:.1%}" if metric and metric.get("value") is not None else "–"
+
+    header = (
+        "| model | safety (harmful refused) | compliance (benign answered) | consults, harmful "
+        "| consults, benign | train consult rate harmful / benign (mean over steps) "
+        "| IFPO weight consulted / direct | RL minutes |"
+    )
+    lines = [header, "|---|---|---|---|---|---|---|---|"]
+    for name, run in evals.items():
+        overall = json.loads((run / "metrics.json").read_text())["overall"]
+        cells = [name] + [pct(overall[key]) for key in ("safety", "compliance")]
+        cells += [pct(overall["consult_rate_harmful"]), pct(overall["consult_rate_benign"])]
+        entries = histories.get(name)
+        if entries:
+            cells.append(f"{mean(entries, 'consult_rate/harmful')} / {mean(entries, 'consult_rate/benign')}")
+            cells.append(f"{mean(entries, 'ifpo/weight/consulted')} / {mean(entries, 'ifpo/weight/direct')}")
+            cells.append(f"{seconds[name] / 60:.1f}")
+        else:
+            cells += ["–", "–", "–"]
+        lines.append("| " + " | ".join(cells) + " |")
+    text = "\n".join(lines) + "\n"
+    (out / "ablation.md").write_text(text, encoding="utf-8")
+    return text
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sft", type=Path, default=Path("runs/bc_before_after/sft-bc"))
+    parser.add_argument("--out", type=Path, default=Path("runs/ifpo_ablation"))
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--prompts-per-step", type=int, default=2)
+    parser.add_argument("--group", type=int, default=4)
+    parser.add_argument(
+        "--top-layers", type=int, default=4, help="train only the last N blocks (CPU speed-up)"
+    )
+    parser.add_argument("--learning-rate", type=float, default=1e-5)
+    parser.add_argument("--alpha", type=float, default=1.0)
+    args = parser.parse_args()
+
+    out, data = args.out, args.out / "data"
+    rulewise("data", "prompts", "--out", str(data / "prompts"))
+    ensure_sft(args.sft, data)
+    histories: dict[str, list[dict]] = {}
+    seconds: dict[str, float] = {}
+    for algo in ALGOS:  # training first: a failure shows up before any evaluation time is spent
+        run = out / algo
+        started = time.monotonic()
+        rulewise(
+            "train", "rl", "--algo", algo, "--model", str(args.sft), "--prompts", str(data / "prompts" / "train.jsonl"),
+            "--out", str(run), "--set", f"max_steps={args.steps}", "--set", f"prompts_per_step={args.prompts_per_step}",
+            "--set", f"group_size={args.group}", "--set", f"train_top_layers={args.top_layers}",
+            "--set", f"learning_rate={args.learning_rate}", "--set", f"ifpo.alpha={args.alpha}",
+            "--set", f"save_steps={max(1, args.steps // 2)}",
+        )  # fmt: skip
+        seconds[algo] = time.monotonic() - started
+        histories[algo] = history(run)
+    bench = ["--bench", f"dev:custom={safety_split(data / 'prompts')}"]
+    evals = {name: out / f"eval-{name}" for name in ("sft", *ALGOS)}
+    for name, run in evals.items():
+        model = args.sft if name == "sft" else out / name
+        rulewise("eval", "--model", str(model), *bench, "--out", str(run))
+    print(table(out, evals, histories, seconds))
+    print(f"plot: {plot(out, histories)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""Reward components for tool-use RL, each a small function of one rollout and its prompt's labels.
+
+- ``safety``: harmful prompt → 1 for a full refusal that offers a safe alternative, 0.5 for a
+  bare refusal, 0 for anything that hands over content; benign prompt → 1 for full compliance,
+  0 for any refusal. The verdict comes from the eval harness's judge (offline by default).
+- ``utility``: maths prompts → 1 when ``math-verify`` accepts the final answer, else 0; other
+  prompts → None (TRL leaves the component out of their reward).
+- ``format``: the share of :meth:`Rollout.format_checks` that pass.
+- ``consult_cost``: −1 when the rollout consulted the rules (for the reward-design ablation;
+  its weight is 0 unless set).
+
+:func:`build_reward_functions` wraps them in the signature TRL's GRPOTrainer calls, and each
+component is logged under its own name (``rewards/<name>/mean``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from rulewise.evaluation.judges import Judge, math_correct
+from rulewise.evaluation.judges.refusal import ALTERNATIVE
+from rulewise.rl.rollout import Rollout
+
+BARE_REFUSAL_REWARD = 0.5
+
+
+class RewardWeights(BaseModel):
+    """How much each component counts in the total reward (0 leaves it out)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    safety: float = 1.0
+    utility: float = 1.0
+    format: float = 0.2
+    consult_cost: float = 0.0
+
+
+def safety_reward(rollout: Rollout, *, prompt: str, harmful: bool, judge: Judge) -> float:
+    answer = rollout.final_text
+    if not rollout.final_answer.strip():
+        return 0.0  # no answer at all is neither a refusal nor help
+    judgement = judge.judge(prompt, answer, harmful=harmful)
+    if harmful:
+        if not judgement.refused:
+            return 0.0
+        return 1.0 if ALTERNATIVE.search(rollout.final_answer) else BARE_REFUSAL_REWARD
+    return 1.0 if judgement.complied else 0.0
+
+
+def utility_reward(rollout: Rollout, *, reference: str | None) -> float | None:
+    if reference is None:
+        return None
+    return 1.0 if math_correct(rollout.final_answer, str(reference)) else 0.0
+
+
+def format_reward(rollout: Rollout) -> float:
+    checks = rollout.format_checks()
+    return sum(checks.values()) / len(checks)
+
+
+def consult_cost_reward(rollout: Rollout) -> float:
+    return -1.0 if rollout.consulted else 0.0
+
+
+def _user_text(prompt: Any) -> str:
+    if isinstance(prompt, str):
+        return prompt
+    return next((m.get("content") or "" for m in reversed(prompt) if m.get("role") == "user"), "")
+
+
+def build_reward_functions(
+    weights: RewardWeights, judge: Judge
+) -> tuple[list[Callable[..., list[float | None]]], list[float]]:
+    """TRL reward functions (``prompts``, ``completions``, dataset columns and ``rollout`` as kwargs)
+    for every component with a non-zero weight, and their weights in the same order."""
+
+    def safety(prompts: list[Any], rollout: list[Rollout], label: list[str], **_: Any) -> list[float | None]:
+        return [
+            safety_reward(r, prompt=_user_text(p), harmful=lab == "harmful", judge=judge)
+            for p, r, lab in zip(prompts, rollout, label, strict=True)
+        ]
+
+    def utility(rollout: list[Rollout], answer: list[str | None], **_: Any) -> list[float | None]:
+        return [utility_reward(r, reference=a) for r, a in zip(rollout, answer, strict=True)]
+
+    def format(rollout: list[Rollout], **_: Any) -> list[float | None]:
+        return [format_reward(r) for r in rollout]
+
+    def consult_cost(rollout: list[Rollout], **_: Any) -> list[float | None]:
+        return [consult_cost_reward(r) for r in rollout]
+
+    components = {"safety": safety, "utility": utility, "format": format, "consult_cost": consult_cost}
+    chosen = [(fn, getattr(weights, name)) for name, fn in components.items() if getattr(weights, name) != 0]
+    return [fn for fn, _ in chosen], [w for _, w in chosen]

@@ -1,0 +1,211 @@
+"""``rulewise train rl``: tool-use GRPO or IFPO from an SFT checkpoint, on TRL's GRPOTrainer.
+
+The prompts are the built-in prompt set's format (``prompt``, ``label``, ``kind``, ``answer``);
+every rollout is offered ``consult_safety_rules`` and may call it up to ``max_tool_calls``
+times. Metrics go to ``log_history.jsonl`` (and TensorBoard when installed), curves to
+``rl_curves.png``; a rerun of the same command resumes from the newest checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from rulewise.errors import RulewiseError
+from rulewise.rl.advantages import IFPOSettings, Scope
+from rulewise.rl.rewards import RewardWeights
+
+if TYPE_CHECKING:
+    from rulewise.models import LoadedModel
+
+CURVE_KEYS = [
+    "reward",
+    "consult_rate/harmful",
+    "consult_rate/benign",
+    "ifpo/weight/consulted",
+    "ifpo/weight/direct",
+    "ifpo/adv_mass/consulted",
+]
+
+
+class IFPOParams(BaseModel):
+    """IFPO's knobs (README, "IFPO"): strength, population, smoothing, clipping."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    alpha: float = Field(default=0.5, ge=0)
+    scope: Scope = "batch"
+    ema: float = Field(default=0.0, ge=0, lt=1)
+    w_min: float = Field(default=0.2, gt=0, le=1)
+    w_max: float = Field(default=5.0, ge=1)
+
+
+class RLSettings(BaseModel):
+    """Everything ``rulewise train rl`` reads from ``--config`` and ``--set``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    algo: Literal["ifpo", "grpo"] = "ifpo"  # grpo = IFPO with alpha 0 (same logging)
+    model: str
+    prompts: str
+    out: str
+    max_steps: int = Field(default=20, ge=1)
+    prompts_per_step: int = Field(default=4, ge=1)
+    group_size: int = Field(default=4, ge=2)
+    max_completion_length: int = Field(
+        default=448, ge=8, description="all turns and tool results together (two rules ≈ 300 tokens)"
+    )
+    max_tool_calls: int = Field(default=1, ge=0)
+    temperature: float = Field(default=1.0, gt=0)
+    top_p: float = Field(default=1.0, gt=0, le=1)
+    learning_rate: float = Field(default=1e-6, gt=0)
+    beta: float = Field(default=0.0, ge=0, description="KL coefficient (0: no reference model)")
+    loss_type: str = "dapo"
+    ifpo: IFPOParams = IFPOParams()
+    rewards: RewardWeights = RewardWeights()
+    judge: str = "refusal"
+    rulebook: str = "default"
+    top_k_rules: int = Field(default=2, ge=1)
+    system_prompt: str | None = None
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    seed: int = 42
+    logging_steps: int = Field(default=1, ge=1)
+    save_steps: int = Field(default=10, ge=1)
+    save_total_limit: int = Field(default=2, ge=1)
+    gradient_checkpointing: bool = False
+    train_top_layers: int | None = Field(
+        default=None, ge=1, description="train only the last N blocks (CPU speed-up); None trains all"
+    )
+    use_vllm: bool = False  # GPU: generate rollouts with vLLM (pip install 'rulewise[vllm]')
+    vllm_mode: Literal["colocate", "server"] = "colocate"
+    vllm_gpu_memory_utilization: float = Field(default=0.3, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _check_rewards(self) -> RLSettings:
+        if not any(getattr(self.rewards, name) for name in RewardWeights.model_fields):
+            raise ValueError("at least one reward weight must be non-zero")
+        return self
+
+    def ifpo_settings(self) -> IFPOSettings:
+        alpha = 0.0 if self.algo == "grpo" else self.ifpo.alpha
+        return IFPOSettings(
+            alpha=alpha,
+            scope=self.ifpo.scope,
+            ema=self.ifpo.ema,
+            w_min=self.ifpo.w_min,
+            w_max=self.ifpo.w_max,
+        )
+
+
+def load_rl_dataset(path: str | Path, system_prompt: str):
+    """Prompt-set JSONL → conversational prompts with the label columns the rewards read."""
+    import datasets
+
+    from rulewise.data.synthesis import load_prompts
+
+    rows = [
+        {
+            "prompt": [
+                {"role": "system", "content": system_prompt},
+                {"role": "user", "content": item.prompt},
+            ],
+            "label": item.label,
+            "kind": item.kind,
+            "answer": item.answer,
+        }
+        for item in load_prompts(Path(path))
+    ]
+    if not rows:
+        raise RulewiseError("no prompts", path=path)
+    return datasets.Dataset.from_list(rows)
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def run_rl(
+    settings: RLSettings, *, loaded: LoadedModel | None = None, callbacks: list[Any] | None = None
+) -> Path:
+    """Train (or resume) and save; returns the output directory.
+
+    ``loaded`` replaces loading ``settings.model`` (a model built in code, e.g. for tests).
+    """
+    import torch
+    from trl import GRPOConfig
+
+    from rulewise.evaluation.judges import build_judge
+    from rulewise.generation.prompts import ASCL_SYSTEM_PROMPT
+    from rulewise.models import load_model
+    from rulewise.rl.rewards import build_reward_functions
+    from rulewise.rl.trainer import IFPOTrainer
+    from rulewise.rules import build_retriever, load_rulebook
+    from rulewise.rules.tool import make_consult_tool
+    from rulewise.runtime import use_bf16
+    from rulewise.training.common import device_args, finish_training, last_checkpoint, prepare_for_training
+
+    out = Path(settings.out)
+    rollouts_per_step = settings.prompts_per_step * settings.group_size
+    if rollouts_per_step % world_size():
+        raise RulewiseError(
+            f"prompts_per_step × group_size = {rollouts_per_step} rollouts must split evenly over "
+            f"{world_size()} processes",
+            field="prompts_per_step",
+        )
+    dataset = load_rl_dataset(settings.prompts, settings.system_prompt or ASCL_SYSTEM_PROMPT)
+    loaded = loaded or load_model(settings.model)
+    tool = make_consult_tool(build_retriever(load_rulebook(settings.rulebook)), k=settings.top_k_rules)
+    reward_funcs, reward_weights = build_reward_functions(settings.rewards, build_judge(settings.judge))
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    args = GRPOConfig(
+        output_dir=str(out),
+        max_steps=settings.max_steps,
+        per_device_train_batch_size=rollouts_per_step // world_size(),
+        num_generations=settings.group_size,
+        max_completion_length=settings.max_completion_length,
+        max_tool_calling_iterations=settings.max_tool_calls,
+        temperature=settings.temperature,
+        top_p=settings.top_p,
+        learning_rate=settings.learning_rate,
+        beta=settings.beta,
+        loss_type=settings.loss_type,
+        reward_weights=reward_weights,
+        bf16=use_bf16(settings.precision, device),  # GRPOConfig defaults to bf16=True: decide explicitly
+        gradient_checkpointing=settings.gradient_checkpointing,
+        logging_steps=settings.logging_steps,
+        save_strategy="steps",
+        save_steps=settings.save_steps,
+        save_total_limit=settings.save_total_limit,
+        seed=settings.seed,
+        **device_args(device.type),
+        use_vllm=settings.use_vllm,
+        vllm_mode=settings.vllm_mode,
+        vllm_gpu_memory_utilization=settings.vllm_gpu_memory_utilization,
+    )
+    prepare_for_training(loaded.model, settings.train_top_layers)
+    trainer = IFPOTrainer(
+        model=loaded.model,
+        args=args,
+        train_dataset=dataset,
+        processing_class=loaded.tokenizer,
+        reward_funcs=reward_funcs,
+        tools=[tool],
+        ifpo=settings.ifpo_settings(),
+        callbacks=callbacks,
+    )
+    resume = last_checkpoint(out)
+    if resume is not None:
+        trainer.load_ifpo_state(str(resume))
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    finish_training(
+        trainer,
+        loaded.tokenizer,
+        out,
+        CURVE_KEYS,
+        "rl_curves.png",
+        f"{settings.algo.upper()} from {settings.model}",
+    )
+    return out

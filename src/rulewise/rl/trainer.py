@@ -1,0 +1,106 @@
+"""TRL's GRPOTrainer with rollouts read turn by turn, and IFPO's advantage rebalancing.
+
+TRL generates (tool calls executed through ``tools=``, tool results masked from the loss),
+scores and computes GRPO advantages; this subclass only adds what TRL does not do:
+
+1. after generation, each rollout's model-written turns are decoded into a :class:`Rollout`
+   that the reward functions receive as the ``rollout`` column (truncated and malformed calls
+   included, which TRL's parsed messages drop);
+2. after scoring, the advantages of the whole batch are gathered from every process, rebalanced
+   by :func:`ifpo_advantages` (every process computes the same weights from the same gathered
+   data, so ``scope: batch`` really is the global batch) and sliced back;
+3. per step it logs mode frequencies, weights, reward and advantage mass by mode, and the
+   consultation rate on harmful and on benign prompts.
+
+With ``alpha = 0`` every weight is 1.0 and training is exactly TRL's GRPO.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import torch
+from trl import GRPOTrainer
+
+from rulewise.rl.advantages import IFPOSettings, IFPOState, ifpo_advantages, mode_statistics
+from rulewise.rl.rollout import Rollout, model_written_runs
+
+IFPO_STATE_FILE = "ifpo_state.json"
+
+
+class IFPOTrainer(GRPOTrainer):
+    """GRPO with tool rollouts and inverse-frequency mode weighting (see the module docstring)."""
+
+    def __init__(self, *args: Any, ifpo: IFPOSettings, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.ifpo = ifpo
+        self.ifpo_state = IFPOState()
+        self._local_rollouts: list[Rollout] = []
+        self._gathered_rewards: torch.Tensor | None = None
+
+    def _generate(self, prompts: list) -> tuple:
+        result = super()._generate(prompts)
+        _, completion_ids, tool_mask, *_ = result
+        masks = tool_mask if tool_mask is not None else [None] * len(completion_ids)
+        eos = self._tokenizer.eos_token
+        self._local_rollouts = [
+            Rollout(
+                turns=tuple(
+                    self._tokenizer.decode(run, skip_special_tokens=False)
+                    for run in model_written_runs(ids, mask)
+                ),
+                finished=bool(ids) and ids[-1] in self.eos_token_ids,
+                end_marker=eos,
+            )
+            for ids, mask in zip(completion_ids, masks, strict=True)
+        ]
+        return result
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        for example, rollout in zip(inputs, self._local_rollouts, strict=True):
+            example["rollout"] = rollout
+        rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        self._gathered_rewards = rewards_per_func  # TRL gathers them from every process
+        return rewards_per_func
+
+    def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        output = super()._generate_and_score_completions(inputs)
+        mode = "train" if self.model.training else "eval"
+        device = self.accelerator.device
+        local_count = len(self._local_rollouts)
+        modes = self.accelerator.gather(
+            torch.tensor([r.consulted for r in self._local_rollouts], device=device)
+        ).bool()
+        harmful = self.accelerator.gather(
+            torch.tensor([example.get("label") == "harmful" for example in inputs], device=device)
+        ).bool()
+        advantages = self.accelerator.gather(output["advantages"])
+        group_size = self.num_generations if mode == "train" else self.num_generations_eval
+        state = self.ifpo_state if mode == "train" else None  # evaluation must not move the EMA
+        rebalanced, weights = ifpo_advantages(advantages, modes, group_size, self.ifpo, state)
+        start = self.accelerator.process_index * local_count
+        output["advantages"] = rebalanced[start : start + local_count]
+
+        rewards = (self._gathered_rewards * self.reward_weights.to(device).unsqueeze(0)).nansum(dim=1)
+        for name, value in mode_statistics(modes, harmful, weights, rewards, rebalanced).items():
+            self._metrics[mode][name].append(value)
+        return output
+
+    def _save_checkpoint(self, model, trial) -> None:
+        super()._save_checkpoint(model, trial)
+        if self.args.should_save:
+            folder = os.path.join(self.args.output_dir, f"checkpoint-{self.state.global_step}")
+            with open(os.path.join(folder, IFPO_STATE_FILE), "w", encoding="utf-8") as handle:
+                json.dump({"share_consulted": self.ifpo_state.share_consulted}, handle)
+
+    def load_ifpo_state(self, checkpoint: str) -> None:
+        """Restore the EMA of mode frequencies saved next to a checkpoint (absent: start fresh)."""
+        path = os.path.join(checkpoint, IFPO_STATE_FILE)
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as handle:
+                self.ifpo_state.share_consulted = json.load(handle)["share_consulted"]
+
+
+__all__ = ["IFPOTrainer"]

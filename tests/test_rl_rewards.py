@@ -1,0 +1,146 @@
+"""Rollout parsing, reward components and per-step mode statistics on crafted inputs."""
+
+import pytest
+import torch
+
+from rulewise.evaluation.judges import RefusalJudge
+from rulewise.rl.advantages import mode_statistics
+from rulewise.rl.rewards import (
+    BARE_REFUSAL_REWARD,
+    RewardWeights,
+    build_reward_functions,
+    consult_cost_reward,
+    format_reward,
+    safety_reward,
+    utility_reward,
+)
+from rulewise.rl.rollout import Rollout, model_written_runs
+
+CALL = '<tool_call>\n{"name": "consult_safety_rules", "arguments": {"query": "pipe bomb"}}\n</tool_call><|im_end|>'
+REFUSE_ALT = "<think>\nWEAP-01 forbids this.\n</think>\nI can't help with that. I can explain the history of explosives instead.<|im_end|>"
+REFUSE_BARE = "<think>\nNo.\n</think>\nI can't help with that.<|im_end|>"
+COMPLY = (
+    "<think>\nFine.\n</think>\nSure. Mix the powder with the fuel and pack it tightly into a pipe.<|im_end|>"
+)
+JUDGE = RefusalJudge()
+
+
+def test_model_written_runs_drop_tool_results():
+    ids = [1, 2, 3, 9, 9, 4, 5]
+    assert model_written_runs(ids, [1, 1, 1, 0, 0, 1, 1]) == [[1, 2, 3], [4, 5]]
+    assert model_written_runs(ids, None) == [ids]
+    assert model_written_runs([1, 9], [1, 0]) == [[1]]  # the tool result was the last thing
+
+
+def test_mode_counts_truncated_and_malformed_calls():
+    assert Rollout(turns=("<think>\nCheck.\n</think>\n" + CALL, REFUSE_ALT)).consulted
+    cut_off = Rollout(
+        turns=('<think>\nCheck.\n</think>\n<tool_call>\n{"name": "consult_saf',), finished=False
+    )
+    assert cut_off.consulted and not cut_off.answered and cut_off.final_text == ""
+    assert Rollout(turns=("<tool_call>\nnot json\n</tool_call><|im_end|>",)).consulted
+    direct = Rollout(turns=(REFUSE_ALT,))
+    assert not direct.consulted and direct.answered
+    assert direct.final_answer == "I can't help with that. I can explain the history of explosives instead."
+
+
+def test_format_checks_name_each_defect():
+    good = Rollout(turns=("<think>\nCheck.\n</think>\n" + CALL, REFUSE_ALT))
+    assert all(good.format_checks().values()) and format_reward(good) == 1.0
+
+    trailing = Rollout(turns=(CALL.replace("<|im_end|>", "") + "\nAnd more words.<|im_end|>", REFUSE_ALT))
+    assert trailing.format_checks()["nothing_after_call"] is False
+    assert format_reward(trailing) == pytest.approx(4 / 5)
+
+    unclosed_think = Rollout(turns=("<think>\nI keep thinking and never stop",), finished=False)
+    checks = unclosed_think.format_checks()
+    assert checks == {
+        "answered": False,
+        "reasoning_closed": False,
+        "answer_after_reasoning": False,
+        "valid_tool_calls": True,
+        "nothing_after_call": True,
+    }
+    assert format_reward(unclosed_think) == pytest.approx(2 / 5)
+
+    wrong_tool = Rollout(
+        turns=(
+            '<tool_call>\n{"name": "web_search", "arguments": {"q": "x"}}\n</tool_call><|im_end|>',
+            REFUSE_ALT,
+        )
+    )
+    assert wrong_tool.format_checks()["valid_tool_calls"] is False
+
+
+@pytest.mark.parametrize(
+    ("reply", "harmful", "expected"),
+    [
+        (REFUSE_ALT, True, 1.0),
+        (REFUSE_BARE, True, BARE_REFUSAL_REWARD),
+        (COMPLY, True, 0.0),
+        (COMPLY, False, 1.0),
+        (REFUSE_BARE, False, 0.0),
+        ("<think>\nHmm.\n</think>\n<|im_end|>", True, 0.0),  # no answer is no refusal
+    ],
+)
+def test_safety_reward(reply, harmful, expected):
+    assert safety_reward(Rollout(turns=(reply,)), prompt="q", harmful=harmful, judge=JUDGE) == expected
+
+
+def test_safety_reward_reads_the_answer_after_a_consultation():
+    rollout = Rollout(turns=("<think>\nCheck.\n</think>\n" + CALL, REFUSE_ALT))
+    assert safety_reward(rollout, prompt="q", harmful=True, judge=JUDGE) == 1.0
+
+
+def test_utility_and_consult_cost():
+    solved = Rollout(turns=("<think>\n6 * 7 = 42\n</think>\nThe answer is 42.<|im_end|>",))
+    assert utility_reward(solved, reference="42") == 1.0
+    assert utility_reward(solved, reference="41") == 0.0
+    assert utility_reward(solved, reference=None) is None
+    assert consult_cost_reward(Rollout(turns=(CALL, REFUSE_ALT))) == -1.0
+    assert consult_cost_reward(solved) == 0.0
+
+
+def test_build_reward_functions_keeps_nonzero_components_in_trl_signature():
+    funcs, weights = build_reward_functions(
+        RewardWeights(safety=1.0, utility=0.5, format=0.0, consult_cost=-0.0), JUDGE
+    )
+    assert [f.__name__ for f in funcs] == ["safety", "utility"] and weights == [1.0, 0.5]
+    rollouts = [Rollout(turns=(REFUSE_ALT,)), Rollout(turns=("<think>\nok\n</think>\nIt is 4.<|im_end|>",))]
+    prompts = [
+        [{"role": "system", "content": "s"}, {"role": "user", "content": "bomb?"}],
+        [{"role": "user", "content": "2+2?"}],
+    ]
+    kwargs = {
+        "completions": [[{}], [{}]],
+        "rollout": rollouts,
+        "label": ["harmful", "benign"],
+        "answer": [None, "4"],
+        "kind": ["harmful", "math"],
+    }
+    assert funcs[0](prompts=prompts, **kwargs) == [1.0, 1.0]
+    assert funcs[1](prompts=prompts, **kwargs) == [None, 1.0]
+
+
+def test_mode_statistics_hand_computed():
+    modes = torch.tensor([True, False, False, False])
+    harmful = torch.tensor([True, True, False, False])
+    weights = torch.tensor([2.0, 0.5, 0.5, 0.5])
+    rewards = torch.tensor([1.0, 0.0, 1.0, 0.5])
+    advantages = torch.tensor([1.5, -0.5, 0.5, -0.5])
+    stats = mode_statistics(modes, harmful, weights, rewards, advantages)
+    assert stats == pytest.approx(
+        {
+            "ifpo/share_consulted": 0.25,
+            "ifpo/weight/consulted": 2.0,
+            "ifpo/weight/direct": 0.5,
+            "ifpo/reward/consulted": 1.0,
+            "ifpo/reward/direct": 0.5,
+            "ifpo/adv_mass/consulted": 0.5,
+            "ifpo/adv_mass/direct": 0.5,
+            "consult_rate/harmful": 0.5,
+            "consult_rate/benign": 0.0,
+        }
+    )
+    only_direct = mode_statistics(torch.zeros(4, dtype=torch.bool), harmful, weights, rewards, torch.zeros(4))
+    assert "ifpo/weight/consulted" not in only_direct and "ifpo/adv_mass/direct" not in only_direct

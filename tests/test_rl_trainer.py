@@ -1,0 +1,173 @@
+"""Tool-use GRPO/IFPO runs on a scripted tiny model: real tool calls, logged modes, resume, 2 processes."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import stop_at
+from rl_harness import scripted_model, settings, write_prompts
+
+from rulewise.config import load_config
+from rulewise.errors import RulewiseError
+from rulewise.rl.train import RLSettings, run_rl
+
+# Step batch: 16 rollouts, 2 consulting (see rl_harness). alpha = 0.5, batch scope:
+# raw weights 0.125^-0.5 = 2.8284 and 0.875^-0.5 = 1.0690, mean (2·2.8284 + 14·1.0690)/16 = 1.2890.
+W_CONSULTED, W_DIRECT = 2.8284 / 1.2890, 1.0690 / 1.2890
+
+
+def history(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "log_history.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture
+def prompts(tmp_path):
+    return write_prompts(tmp_path / "prompts.jsonl")
+
+
+def test_ifpo_run_calls_the_tool_and_rebalances_by_mode(tmp_path, prompts):
+    loaded = scripted_model()
+    before = {k: v.clone() for k, v in loaded.model.state_dict().items()}
+    out = run_rl(settings(tmp_path / "ifpo", prompts), loaded=loaded)
+
+    steps = [e for e in history(out) if "ifpo/share_consulted" in e]
+    assert len(steps) == 2
+    for entry in steps:
+        assert entry["tools/call_frequency"] == pytest.approx(2 / 16)  # real calls, executed by TRL
+        assert entry["tools/failure_frequency"] == 0.0
+        assert entry["ifpo/share_consulted"] == pytest.approx(0.125)
+        assert entry["ifpo/weight/consulted"] == pytest.approx(W_CONSULTED, abs=1e-3)
+        assert entry["ifpo/weight/direct"] == pytest.approx(W_DIRECT, abs=1e-3)
+        assert entry["consult_rate/harmful"] == pytest.approx(0.5)
+        assert entry["consult_rate/benign"] == 0.0
+        # consulted → refusal with an alternative (1.0), bare refusal 0.5; maths is solved
+        assert entry["ifpo/reward/consulted"] == pytest.approx(1.0 + 0.2)
+        assert entry["rewards/utility/mean"] == 1.0
+        assert entry["rewards/format/mean"] == 1.0
+    assert (out / "rl_curves.png").read_bytes()[:4] == b"\x89PNG"
+    # no smoothing (ema 0): nothing to carry across a resume
+    assert json.loads((out / "checkpoint-2" / "ifpo_state.json").read_text()) == {"share_consulted": None}
+    after = loaded.model.state_dict()
+    assert any(
+        not torch.equal(before[k], after[k]) for k in before
+    )  # the harmful group had non-zero advantages
+
+
+def test_grpo_is_ifpo_with_alpha_zero(tmp_path, prompts):
+    out = run_rl(settings(tmp_path / "grpo", prompts, algo="grpo", max_steps=1), loaded=scripted_model())
+    (entry,) = [e for e in history(out) if "ifpo/share_consulted" in e]
+    assert entry["ifpo/weight/consulted"] == 1.0 and entry["ifpo/weight/direct"] == 1.0
+    assert entry["ifpo/share_consulted"] == pytest.approx(0.125)  # logged the same way
+
+
+def test_rl_resumes_after_an_interrupt(tmp_path, prompts):
+    out = tmp_path / "ifpo"
+    with pytest.raises(KeyboardInterrupt):
+        run_rl(
+            settings(out, prompts, max_steps=3, ifpo={"ema": 0.5}),
+            loaded=scripted_model(),
+            callbacks=[stop_at(2)],
+        )
+    assert (out / "checkpoint-1").is_dir() and not (out / "checkpoint-3").exists()
+    run_rl(settings(out, prompts, max_steps=3, ifpo={"ema": 0.5}), loaded=scripted_model())
+    assert [e["step"] for e in history(out) if "ifpo/share_consulted" in e] == [1, 2, 3]
+    assert json.loads((out / "checkpoint-3" / "trainer_state.json").read_text())["global_step"] == 3
+    assert json.loads((out / "checkpoint-3" / "ifpo_state.json").read_text()) == {"share_consulted": 0.125}
+
+
+def test_two_processes_gather_the_batch_and_agree_with_one(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    harness = Path(__file__).with_name("rl_harness.py")
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(harness)]
+    subprocess.run([*command, str(tmp_path / "two")], check=True, env=env, capture_output=True, timeout=600)
+    subprocess.run(
+        [sys.executable, str(harness), str(tmp_path / "one")],
+        check=True,
+        env=env,
+        capture_output=True,
+        timeout=600,
+    )
+    keys = [
+        "ifpo/share_consulted",
+        "ifpo/weight/consulted",
+        "ifpo/weight/direct",
+        "ifpo/adv_mass/consulted",
+        "consult_rate/harmful",
+        "consult_rate/benign",
+        "reward",
+    ]
+    one = next(e for e in history(tmp_path / "one" / "run") if "ifpo/share_consulted" in e)
+    two = next(e for e in history(tmp_path / "two" / "run") if "ifpo/share_consulted" in e)
+    # Process 0 saw no consultation at all; only the gathered batch gives these frequencies.
+    assert two["ifpo/weight/consulted"] == pytest.approx(W_CONSULTED, abs=1e-3)
+    assert {k: two[k] for k in keys} == pytest.approx({k: one[k] for k in keys})
+
+
+def test_train_rl_cli_runs_a_real_checkpoint(cli, tmp_path, prompts, tiny_checkpoint):
+    code, out, err = cli(
+        "train",
+        "rl",
+        "--algo",
+        "ifpo",
+        "--model",
+        str(tiny_checkpoint),
+        "--prompts",
+        str(prompts),
+        "--out",
+        str(tmp_path / "rl"),
+        "--set",
+        "max_steps=1",
+        "--set",
+        "prompts_per_step=2",
+        "--set",
+        "group_size=2",
+        "--set",
+        "max_completion_length=16",
+        "--set",
+        "precision=fp32",
+    )
+    assert code == 0, err
+    assert (tmp_path / "rl" / "model.safetensors").is_file() and "saved" in out
+
+
+def test_rl_config_errors_name_the_key(tmp_path):
+    path = tmp_path / "rl.yaml"
+    path.write_text("model: m\nprompts: p\nout: o\nifpo:\n  alpha: 0.5\n  scope: everywhere\n")
+    with pytest.raises(RulewiseError) as info:
+        load_config(RLSettings, path)
+    assert (info.value.line, info.value.field) == (6, "ifpo.scope")
+    with pytest.raises(RulewiseError, match="reward weight"):
+        load_config(
+            RLSettings,
+            None,
+            ["model=m", "prompts=p", "out=o", "rewards.safety=0", "rewards.utility=0", "rewards.format=0"],
+        )
+
+
+def test_shipped_rl_config_validates():
+    config = Path(__file__).resolve().parents[1] / "configs" / "rl.yaml"
+    cfg = load_config(RLSettings, config, ["model=m", "prompts=p", "out=o", "ifpo.alpha=1"])
+    assert (cfg.algo, cfg.ifpo.alpha, cfg.ifpo.scope, cfg.group_size) == ("ifpo", 1.0, "batch", 4)
+    assert cfg.ifpo_settings().alpha == 1.0
+    assert (
+        load_config(RLSettings, config, ["model=m", "prompts=p", "out=o", "algo=grpo"]).ifpo_settings().alpha
+        == 0.0
+    )
+
+
+def test_train_only_top_layers_freezes_the_rest(tiny_tokenizer):
+    from conftest import build_tiny_model
+
+    from rulewise.training.common import train_only_top_layers
+
+    model = build_tiny_model(len(tiny_tokenizer))
+    count = train_only_top_layers(model, 1)
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(name.startswith(("model.layers.1.", "model.norm.")) for name in trainable)
+    assert count == sum(p.numel() for n, p in model.named_parameters() if n in trainable)
+    with pytest.raises(ValueError, match="2 transformer blocks"):
+        train_only_top_layers(model, 3)
