@@ -55,6 +55,9 @@ class RLSettings(BaseModel):
     max_steps: int = Field(default=20, ge=1)
     prompts_per_step: int = Field(default=4, ge=1)
     group_size: int = Field(default=4, ge=2)
+    micro_batch_size: int = Field(
+        default=4, ge=1, description="rollouts per forward/backward pass; the step accumulates the rest"
+    )
     max_completion_length: int = Field(
         default=448, ge=8, description="all turns and tool results together (two rules ≈ 300 tokens)"
     )
@@ -149,11 +152,12 @@ def run_rl(
 
     out = Path(settings.out)
     rollouts_per_step = settings.prompts_per_step * settings.group_size
-    if rollouts_per_step % world_size():
+    per_process = rollouts_per_step // world_size()
+    if rollouts_per_step % world_size() or per_process % settings.micro_batch_size:
         raise RulewiseError(
             f"prompts_per_step × group_size = {rollouts_per_step} rollouts must split evenly over "
-            f"{world_size()} processes",
-            field="prompts_per_step",
+            f"{world_size()} process(es) and then into micro-batches of {settings.micro_batch_size}",
+            field="micro_batch_size",
         )
     dataset = load_rl_dataset(settings.prompts, settings.system_prompt or ASCL_SYSTEM_PROMPT)
     loaded = loaded or load_model(settings.model)
@@ -163,7 +167,10 @@ def run_rl(
     args = GRPOConfig(
         output_dir=str(out),
         max_steps=settings.max_steps,
-        per_device_train_batch_size=rollouts_per_step // world_size(),
+        # One generation batch of all the step's rollouts (groups stay whole, IFPO sees them all),
+        # trained in micro-batches: 16 rollouts of ~800 tokens in one pass need >24 GiB on CPU.
+        per_device_train_batch_size=settings.micro_batch_size,
+        gradient_accumulation_steps=per_process // settings.micro_batch_size,
         num_generations=settings.group_size,
         max_completion_length=settings.max_completion_length,
         max_tool_calling_iterations=settings.max_tool_calls,
