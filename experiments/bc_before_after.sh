@@ -6,22 +6,22 @@
 #   bash experiments/bc_before_after.sh [OUT_DIR]      (default runs/bc_before_after)
 #
 # Every stage is resumable: rerun the same command after an interruption.
-# Sizes can be changed through the environment (defaults: the README's run).
+# SFT settings: experiments/bc_sft.yaml; extra `--set key=value` via SFT_SET (e.g. SFT_SET="max_steps=144").
+# Evaluation size: EVAL_LIMIT items per public benchmark (defaults: the README's run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-runs/bc_before_after}
 RW=${RULEWISE:-.venv/bin/rulewise}
 SHARED=${SHARED_DATA:-../shared/data}
-STEPS=${SFT_STEPS:-36}          # 36 steps x batch 4 = 144 trajectories (a quarter of an epoch)
-LR=${SFT_LR:-2e-4}
 LIMIT=${EVAL_LIMIT:-40}         # per public benchmark; the dev split is used whole
 
 $RW data prompts --out "$OUT/data/prompts"
 $RW data bc --prompts "$OUT/data/prompts/train.jsonl" --teacher scripted --out "$OUT/data/bc.jsonl"
 $RW data context-distill --prompts "$OUT/data/prompts/train.jsonl" --teacher scripted --out "$OUT/data/cd.jsonl"
 
-SFT_SET=(--set max_steps="$STEPS" --set batch_size=4 --set learning_rate="$LR" --set warmup=0.1 --set save_steps=12)
-$RW train sft --config configs/sft.yaml --data "$OUT/data/bc.jsonl" --out "$OUT/sft-bc" "${SFT_SET[@]}"
+SFT=(train sft --config experiments/bc_sft.yaml)
+for assignment in ${SFT_SET:-}; do SFT+=(--set "$assignment"); done
+$RW "${SFT[@]}" --data "$OUT/data/bc.jsonl" --out "$OUT/sft-bc"
 
 BENCH=(--bench "dev:custom=$OUT/data/prompts/dev.jsonl")
 if [ -d "$SHARED" ]; then
@@ -29,7 +29,7 @@ if [ -d "$SHARED" ]; then
           --bench "advbench@$LIMIT=$SHARED/advbench/harmful_behaviors.csv")
 fi
 $RW eval --model "$OUT/sft-bc" "${BENCH[@]}" --out "$OUT/eval-sft-bc"
-$RW train sft --config configs/sft.yaml --data "$OUT/data/cd.jsonl" --out "$OUT/sft-cd" "${SFT_SET[@]}"
+$RW "${SFT[@]}" --data "$OUT/data/cd.jsonl" --out "$OUT/sft-cd"
 # The baseline learnt to answer without the tool (rules were only in the teacher's context).
 $RW eval --model "$OUT/sft-cd" --no-tools "${BENCH[@]}" --out "$OUT/eval-sft-cd"
 $RW eval --model default "${BENCH[@]}" --out "$OUT/eval-base"

@@ -8,7 +8,7 @@ IFPO's mode weights, and the final safety / compliance / consultation rate from
 ``rulewise eval`` on the dev split's safety prompts (harmful, jailbreak, look-alike and plain
 benign; the maths problems are left out to keep the run under 30 minutes on 2 cores). Writes ``ablation.md`` and ``ablation.png`` under --out.
 Every stage is a resumable CLI command: rerun after an interruption. When --sft does not
-exist yet it is trained first, with the settings of experiments/bc_before_after.sh.
+exist yet it is trained first, with experiments/bc_sft.yaml (the settings of bc_before_after.sh).
 """
 
 from __future__ import annotations
@@ -40,21 +40,11 @@ def ensure_sft(sft: Path, data: Path) -> None:
         "train",
         "sft",
         "--config",
-        "configs/sft.yaml",
+        "experiments/bc_sft.yaml",
         "--data",
         str(data / "bc.jsonl"),
         "--out",
         str(sft),
-        "--set",
-        "max_steps=24",
-        "--set",
-        "batch_size=4",
-        "--set",
-        "learning_rate=1e-4",
-        "--set",
-        "warmup=0.1",
-        "--set",
-        "save_steps=8",
     )
 
 

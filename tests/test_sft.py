@@ -112,3 +112,5 @@ def test_shipped_sft_config_validates():
     config = Path(__file__).resolve().parents[1] / "configs" / "sft.yaml"
     cfg = load_config(SFTSettings, config, ["train_top_layers=8"])
     assert (cfg.group_by_length, cfg.train_top_layers, cfg.lora.enabled) == (True, 8, False)
+    experiment = load_config(SFTSettings, config.parents[1] / "experiments" / "bc_sft.yaml")
+    assert (experiment.max_steps, experiment.batch_size, experiment.learning_rate) == (36, 4, 2e-4)

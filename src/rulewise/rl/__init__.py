@@ -1,1 +1,1 @@
-"""Reinforcement learning for ASCL: advantage estimators (GRPO, IFPO) and, later, the trainer."""
+"""Reinforcement learning for ASCL: advantage estimators (GRPO, IFPO), rollouts, rewards and the trainer."""

@@ -24,10 +24,10 @@ does not occur gets no weight and changes nothing; a population with one mode ge
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Literal
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 
 Scope = Literal["group", "batch"]
 ADVANTAGE_ESTIMATORS: dict[str, Callable[..., object]] = {}
@@ -53,17 +53,16 @@ def grpo_advantages(
     return advantages.reshape(-1)
 
 
-@dataclass(frozen=True)
-class IFPOSettings:
-    alpha: float = 0.5
-    scope: Scope = "batch"
-    ema: float = 0.0  # 0: no smoothing; 0.9: frequencies remember earlier steps (batch scope)
-    w_min: float = 0.2
-    w_max: float = 5.0
+class IFPOSettings(BaseModel):
+    """IFPO's knobs (README, "IFPO"): strength, population, smoothing, clipping."""
 
-    def __post_init__(self) -> None:
-        if self.alpha < 0 or not 0 <= self.ema < 1 or not 0 < self.w_min <= 1 <= self.w_max:
-            raise ValueError("need alpha >= 0, 0 <= ema < 1 and 0 < w_min <= 1 <= w_max")
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    alpha: float = Field(default=0.5, ge=0)
+    scope: Scope = "batch"
+    ema: float = Field(default=0.0, ge=0, lt=1)  # 0: no smoothing; 0.9: remember earlier steps (batch scope)
+    w_min: float = Field(default=0.2, gt=0, le=1)
+    w_max: float = Field(default=5.0, ge=1)
 
 
 def mode_frequencies(modes: torch.Tensor, group_size: int, scope: Scope) -> torch.Tensor:

@@ -16,6 +16,7 @@ from functools import cached_property
 from rulewise.generation.parsing import (
     THINK_CLOSE,
     THINK_OPEN,
+    ParsedToolCall,
     ParsedTurn,
     parse_assistant_turn,
     split_reasoning,
@@ -53,27 +54,34 @@ class Rollout:
     def parsed(self) -> list[ParsedTurn]:
         return [parse_assistant_turn(turn, end_markers=(self.end_marker,)) for turn in self.turns]
 
+    @cached_property
+    def calls(self) -> list[ParsedToolCall]:
+        """Every call the model wrote, closed or cut off, well-formed or not."""
+        return [call for turn in self.parsed for call in (*turn.tool_calls, turn.unclosed_call) if call]
+
     @property
     def consulted(self) -> bool:
         """The rollout's mode: it tried a tool call, even a malformed or cut-off one.
 
         The rule tool is the only tool offered, so any attempt is an attempt to consult.
         """
-        return any(turn.tool_calls or turn.unclosed_call for turn in self.parsed)
+        return bool(self.calls)
+
+    @property
+    def _answer_turn(self) -> ParsedTurn | None:
+        """The last turn when it is an answer (it makes no tool call)."""
+        last = self.parsed[-1] if self.parsed else None
+        return last if last and not last.tool_calls and not last.unclosed_call else None
 
     @property
     def answered(self) -> bool:
         """The last turn is an answer (no tool call) that the model ended itself."""
-        last = self.parsed[-1] if self.parsed else None
-        return bool(self.finished and last and not last.tool_calls and not last.unclosed_call)
+        return self.finished and self._answer_turn is not None
 
     @property
     def final_text(self) -> str:
         """The last turn's content, reasoning included (what a judge reads; it skips ``<think>``)."""
-        last = self.parsed[-1] if self.parsed else None
-        if last is None or last.tool_calls or last.unclosed_call:
-            return ""
-        return last.content
+        return self._answer_turn.content if self._answer_turn else ""
 
     @property
     def final_answer(self) -> str:
@@ -89,8 +97,6 @@ class Rollout:
         - ``valid_tool_calls``: every call is well-formed JSON naming the rule tool with a ``query``;
         - ``nothing_after_call``: no text follows a tool call in the same turn.
         """
-        calls = [call for turn in self.parsed for call in turn.tool_calls]
-        calls += [turn.unclosed_call for turn in self.parsed if turn.unclosed_call]
         return {
             "answered": self.answered,
             "reasoning_closed": all(
@@ -101,7 +107,7 @@ class Rollout:
                 call.error is None
                 and call.name == TOOL_NAME
                 and isinstance((call.arguments or {}).get("query"), str)
-                for call in calls
+                for call in self.calls
             ),
             "nothing_after_call": not any(turn.trailing_text for turn in self.parsed),
         }

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from rulewise.errors import RulewiseError
-from rulewise.rl.advantages import IFPOSettings, Scope
+from rulewise.rl.advantages import IFPOSettings
 from rulewise.rl.rewards import RewardWeights
 
 if TYPE_CHECKING:
@@ -29,18 +29,6 @@ CURVE_KEYS = [
     "ifpo/weight/direct",
     "ifpo/adv_mass/consulted",
 ]
-
-
-class IFPOParams(BaseModel):
-    """IFPO's knobs (README, "IFPO"): strength, population, smoothing, clipping."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    alpha: float = Field(default=0.5, ge=0)
-    scope: Scope = "batch"
-    ema: float = Field(default=0.0, ge=0, lt=1)
-    w_min: float = Field(default=0.2, gt=0, le=1)
-    w_max: float = Field(default=5.0, ge=1)
 
 
 class RLSettings(BaseModel):
@@ -67,7 +55,7 @@ class RLSettings(BaseModel):
     learning_rate: float = Field(default=1e-6, gt=0)
     beta: float = Field(default=0.0, ge=0, description="KL coefficient (0: no reference model)")
     loss_type: str = "dapo"
-    ifpo: IFPOParams = IFPOParams()
+    ifpo: IFPOSettings = IFPOSettings()
     rewards: RewardWeights = RewardWeights()
     judge: str = "refusal"
     rulebook: str = "default"
@@ -93,14 +81,8 @@ class RLSettings(BaseModel):
         return self
 
     def ifpo_settings(self) -> IFPOSettings:
-        alpha = 0.0 if self.algo == "grpo" else self.ifpo.alpha
-        return IFPOSettings(
-            alpha=alpha,
-            scope=self.ifpo.scope,
-            ema=self.ifpo.ema,
-            w_min=self.ifpo.w_min,
-            w_max=self.ifpo.w_max,
-        )
+        """The weighting to train with: ``grpo`` is IFPO with strength 0."""
+        return self.ifpo if self.algo == "ifpo" else self.ifpo.model_copy(update={"alpha": 0.0})
 
 
 def load_rl_dataset(path: str | Path, system_prompt: str):
