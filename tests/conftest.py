@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 import pytest
 import torch
 
-torch.set_num_threads(2)
+# Explicit, never "all cores": RULEWISE_THREADS=1 lets a test run share the CPU with a training job.
+torch.set_num_threads(int(os.environ.get("RULEWISE_THREADS", "2")))
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -77,6 +77,12 @@ def test_lora_is_merged_into_a_plain_model(bc_data, tiny_checkpoint, tmp_path):
     assert changed and all("proj" in k for k in changed)  # only adapted linear layers moved
 
 
+def test_a_max_length_that_cuts_every_answer_is_a_named_error(bc_data, tiny_checkpoint, tmp_path):
+    with pytest.raises(RulewiseError, match="no example keeps any assistant token") as info:
+        run_sft(settings(bc_data, tiny_checkpoint, tmp_path / "short", max_length=64))
+    assert info.value.field == "max_length" and info.value.path == str(bc_data)
+
+
 def test_bad_training_files_are_named(tmp_path, tiny_checkpoint):
     path = tmp_path / "bad.jsonl"
     path.write_text(

@@ -20,6 +20,18 @@ from rulewise.fileio import load_document, validation_error
 ModelT = TypeVar("ModelT", bound=pydantic.BaseModel)
 
 
+def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    """``data["a"]["b"]["c"] = value`` for ``key = "a.b.c"``, creating sections as needed."""
+    parts = key.strip().split(".")
+    target = data
+    for part in parts[:-1]:
+        child = target.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise RulewiseError(f"cannot set '{key}': '{part}' is not a section", field=key)
+        target = child
+    target[parts[-1]] = value
+
+
 def apply_override(data: dict[str, Any], assignment: str) -> None:
     """Apply one ``a.b.c=value`` to nested dicts, in place."""
     key, sep, raw = assignment.partition("=")
@@ -29,14 +41,7 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
-    parts = key.strip().split(".")
-    target = data
-    for part in parts[:-1]:
-        child = target.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise RulewiseError(f"cannot set '{key}': '{part}' is not a section", field=key)
-        target = child
-    target[parts[-1]] = value
+    set_dotted(data, key, value)
 
 
 def load_config(

@@ -87,15 +87,17 @@ def validation_error(
     path: Path | str,
     line_of: Callable[[Loc], int | None] | None = None,
     describe: Callable[[Loc], str] | None = None,
+    prefix: Loc = (),
 ) -> RulewiseError:
     """Turn pydantic's error into a RulewiseError naming file, line and field.
 
     ``describe`` may add context to a location (e.g. the id of the rule that is wrong). With
     several problems, all are listed, each with its own line; the first sets the error's line.
+    ``prefix`` places a model validated on its own inside the file (e.g. ``("stages", "sft")``).
     """
     problems = []
     for err in exc.errors(include_url=False):
-        loc = tuple(err["loc"])
+        loc = (*prefix, *err["loc"])
         problems.append(
             (loc, line_of(loc) if line_of else None, (describe(loc) if describe else "") + err["msg"])
         )

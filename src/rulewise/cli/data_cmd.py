@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from rulewise.cli.common import console
+
+if TYPE_CHECKING:
+    from rulewise.data.jobs import ProgressHooks
+    from rulewise.data.synthesis import SynthesisReport
 
 app = typer.Typer(help="Build training data.", no_args_is_help=True)
 
@@ -24,20 +29,15 @@ def prompts_command(
     dev_fraction: Annotated[
         float, typer.Option(min=0.0, max=0.9, help="Share of request families held out.")
     ] = 0.15,
+    math_count: Annotated[int, typer.Option(min=0, help="Maths word problems to generate.")] = 200,
 ) -> None:
     """Write the built-in training prompt set (harmful, jailbreak, look-alike, benign, maths) with a dev split.
 
     Example: rulewise data prompts --out data/prompts
     """
-    from rulewise.data.prompt_set import build_prompt_set, diversity_report, split_train_dev
+    from rulewise.data.prompt_set import diversity_report, write_prompt_set
 
-    prompts = build_prompt_set(seed=seed)
-    train, dev = split_train_dev(prompts, dev_fraction=dev_fraction, seed=seed)
-    out.mkdir(parents=True, exist_ok=True)
-    for name, split in (("train", train), ("dev", dev)):
-        with (out / f"{name}.jsonl").open("w", encoding="utf-8") as handle:
-            for prompt in split:
-                handle.write(json.dumps(prompt.model_dump(), ensure_ascii=False) + "\n")
+    prompts, train, dev = write_prompt_set(out, seed=seed, dev_fraction=dev_fraction, math_count=math_count)
     table = Table(title=f"{len(prompts)} prompts")
     for column in ("kind", "label", "train", "dev"):
         table.add_column(column)
@@ -72,14 +72,9 @@ OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output JSONL; rerun t
 RulebookOpt = Annotated[str, typer.Option("--rulebook", "-r", help="Rulebook file, or 'default'.")]
 
 
-def _synthesize(prompts_path: Path, teacher, out: Path, tools: list[dict]) -> None:
-    from rulewise.data.synthesis import load_prompts, rejected_path, synthesize
-    from rulewise.progress import eta_progress
+def _print_report(report: SynthesisReport, out: Path) -> None:
+    from rulewise.data.synthesis import rejected_path
 
-    prompts = load_prompts(prompts_path)
-    with eta_progress(console) as progress:
-        task = progress.add_task(f"teacher {teacher.name}", total=len(prompts))
-        report = synthesize(prompts, teacher, out, tools=tools, on_progress=lambda: progress.advance(task))
     console.print(
         f"[green]wrote[/green] {report.written} trajectories to {out} "
         f"({report.with_tool_call} with a rule consultation = {report.consult_share:.0%}, "
@@ -92,6 +87,20 @@ def _synthesize(prompts_path: Path, teacher, out: Path, tools: list[dict]) -> No
         console.print(
             f"[yellow]filtered out[/yellow] {report.rejected} (judge disagrees with the label: {reasons}) → {rejected_path(out)}"
         )
+
+
+@contextmanager
+def _progress(label: str) -> Iterator[ProgressHooks]:
+    """A progress bar for one synthesis job, in the shape the jobs take."""
+    from rulewise.progress import eta_progress
+
+    with eta_progress(console) as progress:
+
+        def hooks(total: int) -> Callable[[], None]:
+            task = progress.add_task(label, total=total)
+            return lambda: progress.advance(task)
+
+        yield hooks
 
 
 @app.command("bc")
@@ -108,25 +117,13 @@ def bc_command(
 
     Example: rulewise data bc --prompts data/prompts/train.jsonl --teacher scripted --out data/bc.jsonl
     """
-    from transformers.utils import get_json_schema
+    from rulewise.data.jobs import synthesize_bc
 
-    from rulewise.data.teachers import build_teacher
-    from rulewise.rules import load_rulebook, make_consult_tool
-    from rulewise.rules.retrieval import build_retriever
-
-    book = load_rulebook(rulebook)
-    tools = [get_json_schema(make_consult_tool(build_retriever(book)))]
-    chosen = build_teacher(teacher, book)
-    if paraphrase is not None:
-        from rulewise.data.teachers import ParaphrasingTeacher
-        from rulewise.endpoint import ChatClient, parse_endpoint_spec
-        from rulewise.errors import RulewiseError
-
-        endpoint = parse_endpoint_spec(paraphrase, "openai")
-        if endpoint is None:
-            raise RulewiseError(f"--paraphrase '{paraphrase}' must be openai:MODEL@URL", field="paraphrase")
-        chosen = ParaphrasingTeacher(chosen, ChatClient(*endpoint))
-    _synthesize(prompts, chosen, out, tools)
+    with _progress(f"teacher {teacher}") as hooks:
+        report = synthesize_bc(
+            prompts, out, teacher=teacher, rulebook=rulebook, paraphrase=paraphrase, progress=hooks
+        )
+    _print_report(report, out)
 
 
 @app.command("context-distill")
@@ -137,11 +134,8 @@ def context_distill_command(
 
     Example: rulewise data context-distill --prompts data/prompts/train.jsonl --out data/cd.jsonl
     """
-    from rulewise.data.teachers import ContextDistillTeacher, build_teacher, rules_context
-    from rulewise.generation.prompts import PLAIN_SYSTEM_PROMPT
-    from rulewise.rules import load_rulebook
+    from rulewise.data.jobs import synthesize_context_distill
 
-    book = load_rulebook(rulebook)
-    system = f"{PLAIN_SYSTEM_PROMPT}\n\n# Safety rules\n\n{rules_context(book)}"
-    inner = build_teacher(teacher, book, use_tools=False, system_prompt=system)
-    _synthesize(prompts, ContextDistillTeacher(inner, book), out, tools=[])
+    with _progress(f"teacher context-distill:{teacher}") as hooks:
+        report = synthesize_context_distill(prompts, out, teacher=teacher, rulebook=rulebook, progress=hooks)
+    _print_report(report, out)

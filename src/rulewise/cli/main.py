@@ -12,6 +12,7 @@ from rulewise.cli import data_cmd, models_cmd, rules_cmd, train_cmd
 from rulewise.cli.chat_cmd import chat
 from rulewise.cli.common import err_console
 from rulewise.cli.eval_cmd import eval_command, report_command
+from rulewise.cli.run_cmd import quickstart_command, recipes_app, run_command
 from rulewise.errors import RulewiseError
 
 app = typer.Typer(
@@ -21,6 +22,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+app.command("quickstart")(quickstart_command)
+app.command("run")(run_command)
 app.command("chat")(chat)
 app.command("eval")(eval_command)
 app.command("report")(report_command)
@@ -28,6 +31,7 @@ app.add_typer(rules_cmd.app, name="rules")
 app.add_typer(models_cmd.app, name="models")
 app.add_typer(data_cmd.app, name="data")
 app.add_typer(train_cmd.app, name="train")
+app.add_typer(recipes_app, name="recipes")
 
 
 def _version(value: bool) -> None:

@@ -10,10 +10,12 @@ dev split and ``diversity_report`` flags duplicates and near-duplicates.
 
 from __future__ import annotations
 
+import json
 import random
 import re
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel
@@ -254,3 +256,20 @@ def diversity_report(prompts: Sequence[TrainingPrompt], threshold: float = 0.8) 
             if union and len(shingles[i] & shingles[j]) / union >= threshold:
                 near.append((prompts[i].id, prompts[j].id))
     return {"prompts": len(prompts), "exact_duplicates": exact, "near_duplicate_pairs": near}
+
+
+def write_prompt_set(
+    out: Path, *, seed: int = 0, dev_fraction: float = 0.15, math_count: int = 200
+) -> tuple[list[TrainingPrompt], list[TrainingPrompt], list[TrainingPrompt]]:
+    """Build the set, split it and write ``out/train.jsonl`` and ``out/dev.jsonl``.
+
+    Returns ``(all prompts, train, dev)``.
+    """
+    prompts = build_prompt_set(seed=seed, math_count=math_count)
+    train, dev = split_train_dev(prompts, dev_fraction=dev_fraction, seed=seed)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, split in (("train", train), ("dev", dev)):
+        with (out / f"{name}.jsonl").open("w", encoding="utf-8") as handle:
+            for prompt in split:
+                handle.write(json.dumps(prompt.model_dump(), ensure_ascii=False) + "\n")
+    return prompts, train, dev

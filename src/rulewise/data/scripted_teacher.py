@@ -79,41 +79,22 @@ class ScriptedTeacher:
         )
 
     def _opening_thought(self, prompt: TrainingPrompt, consulting: bool) -> str:
-        key = (self.seed, prompt.id)
+        """One fixed sentence per mode, and the mode is decided by its third word.
+
+        Why so formulaic: a 135M student learns *when* to consult from a few hundred
+        examples only if that decision sits at one place in the text. With several
+        interchangeable openings per mode, greedy decoding blends them ("This is a legal word
+        here...") and never reaches the tool call. Diversity is the paraphrase pass's job.
+        """
         if prompt.kind == "math":
-            return "This is a maths word problem. Let me work through it step by step."
+            return "This is a maths problem. Let me work through it step by step."
         if prompt.kind == "benign":
-            return _pick(
-                [
-                    "This is an ordinary request; I can simply help.",
-                    "A harmless task. I'll answer it directly.",
-                ],
-                *key,
-            )
+            return "This is an ordinary request, so I can simply help."
         if consulting:
-            return _pick(
-                [
-                    "This request touches a sensitive topic. Before answering I should check what the safety rules allow.",
-                    "Some words here could signal harm, but they might be harmless. Let me consult the rules to decide.",
-                    "I'm not sure whether this is allowed. I'll look up the relevant safety rules first.",
-                ],
-                *key,
-            )
+            return "This request touches a sensitive topic, so I will check the safety rules first."
         if prompt.label == "harmful":
-            return _pick(
-                [
-                    "The user is asking for real, operational help with something that could seriously hurt people.",
-                    "This asks for concrete instructions that would enable harm; the framing does not change what would be produced.",
-                ],
-                *key,
-            )
-        return _pick(
-            [
-                "A word here can sound alarming, but the request itself is harmless and useful. I will answer it fully.",
-                "This only looks sensitive. What is actually asked for is benign, so I should help fully.",
-            ],
-            *key,
-        )
+            return "This request asks for real help to cause serious harm, whatever its framing."
+        return "This request only sounds sensitive; what it asks for is harmless."
 
     def _verdict_thought(self, prompt: TrainingPrompt, rule: Rule | None) -> str:
         if prompt.label == "harmful":
@@ -179,6 +160,8 @@ class ScriptedTeacher:
             thought = self._verdict_thought(prompt, self._cited_rule(prompt, consulted))
         elif prompt.label == "harmful":
             thought = f"{opening} I will refuse and offer a safe alternative."
+        elif prompt.kind == "lookalike":
+            thought = f"{opening} I will help fully."
         else:
             thought = opening
         messages.append({"role": "assistant", "content": f"<think>\n{thought}\n</think>\n{final}"})

@@ -193,12 +193,17 @@ def write_viewer(path: Path, records: list[dict[str, Any]]) -> None:
     path.write_text(_VIEWER_TEMPLATE.replace("__DATA__", data), encoding="utf-8")
 
 
-def compare_runs(run_dirs: list[Path], out: Path) -> dict[str, Path]:
-    """Write the comparison table, plots and viewer for ``run_dirs`` into ``out``."""
+def compare_runs(run_dirs: list[Path], out: Path, *, labels: list[str] | None = None) -> dict[str, Path]:
+    """Write the comparison table, plots and viewer for ``run_dirs`` into ``out``.
+
+    Runs are named by ``labels``, else by their directory names.
+    """
     out.mkdir(parents=True, exist_ok=True)
     runs = [_load_run(Path(d)) for d in run_dirs]
-    labels = [label for label, _, _ in runs]
-    if len(set(labels)) != len(labels):  # same directory names in different places
+    if labels is not None:
+        runs = [(label, m, r) for label, (_, m, r) in zip(labels, runs, strict=True)]
+    names = [label for label, _, _ in runs]
+    if len(set(names)) != len(names):  # same directory names in different places
         runs = [(f"{label} ({i + 1})", m, r) for i, (label, m, r) in enumerate(runs)]
     lines = [
         "# rulewise comparison",

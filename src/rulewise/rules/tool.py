@@ -28,11 +28,10 @@ NO_MATCH_MESSAGE = (
 #: The tool's description as models see it: transformers builds the JSON schema from this
 #: Google-style docstring (summary + ``Args:``), so its wording is part of the prompt.
 TOOL_DOCSTRING = """
-Look up the safety rules that apply to a request. Call it when a request might be harmful
-or touches a sensitive topic, to learn what is allowed and what is not before answering.
+Look up the safety rules for a request that may be harmful: what is allowed and what is not.
 
 Args:
-    query: A short description of the request or topic to check, e.g. "how to make a pipe bomb".
+    query: The request to check, in a few words, e.g. "how to make a pipe bomb".
 """
 
 _RULE_ID_LINE = re.compile(r"^\[([A-Z][A-Z0-9]*(?:-[A-Z0-9]+)*)\]", re.MULTILINE)

@@ -145,6 +145,13 @@ def run_sft(settings: SFTSettings, *, callbacks: list[Any] | None = None) -> Pat
         peft_config=peft_config,
         callbacks=callbacks,
     )
+    if len(trainer.train_dataset) == 0:  # TRL drops examples whose assistant part was truncated away
+        raise RulewiseError(
+            f"no example keeps any assistant token within max_length={settings.max_length}",
+            path=settings.data,
+            field="max_length",
+            hint="raise max_length (system prompt, tool schema and tool results come first)",
+        )
     resume = last_checkpoint(out)
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     finish_training(

@@ -1,0 +1,286 @@
+"""Running a recipe: stages in order, each cached, resumable, with one pipeline-wide ETA.
+
+``OUT/pipeline.json`` records, per stage, a fingerprint of its settings and of everything
+upstream, whether it finished, and how long it took. On a rerun a finished stage with the same
+fingerprint is skipped; an unfinished one is run again and continues from its own checkpoints
+or finished items. A stage whose settings changed since it ran is an error (its outputs would
+silently mix two configurations) unless ``redo`` names it, which discards its outputs and
+those of every stage downstream of it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from rich.console import Console
+from rich.table import Table
+
+from rulewise.errors import RulewiseError
+from rulewise.pipeline.recipe import (
+    BASE_MODEL,
+    EvalStage,
+    Recipe,
+    RLStage,
+    SFTStage,
+    SynthesisStage,
+    parse_reference,
+)
+from rulewise.pipeline.stages import StageContext, estimate_seconds, launch_command, run_stage
+
+STATE_FILE = "pipeline.json"
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+Status = Literal["done", "running"]
+
+
+def fingerprints(recipe: Recipe) -> dict[str, str]:
+    """Per stage: a hash of its settings, the base model it uses, and its upstream fingerprints.
+
+    How a stage is launched (``launcher``) is left out: moving a run to more GPUs does not
+    change what it computes.
+    """
+    prints: dict[str, str] = {}
+    for name, stage in recipe.stages.items():
+        uses_base = BASE_MODEL in stage.references().values()
+        payload = {
+            "settings": stage.model_dump(mode="json", exclude={"launcher"}),
+            "base_model": recipe.model if uses_base else None,
+            "upstream": {up: prints[up] for up in recipe.upstream(name)},
+        }
+        prints[name] = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+    return prints
+
+
+@dataclass
+class PipelineState:
+    """The contents of ``pipeline.json``."""
+
+    path: Path
+    stages: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path) -> PipelineState:
+        if not path.exists():
+            return cls(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise RulewiseError(
+                f"invalid JSON: {exc.msg}", path=path, line=exc.lineno, hint="delete it to start over"
+            ) from None
+        return cls(path, dict(data.get("stages", {})))
+
+    def save(self, recipe: Recipe) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(
+            json.dumps({"recipe": recipe.name, "source": recipe.source, "stages": self.stages}, indent=2),
+            encoding="utf-8",
+        )
+        tmp.replace(self.path)  # atomic: a kill never leaves a half-written state file
+
+    def mark(self, recipe: Recipe, name: str, fingerprint: str, status: Status, seconds: float) -> None:
+        self.stages[name] = {"fingerprint": fingerprint, "status": status, "seconds": round(seconds, 1)}
+        self.save(recipe)
+
+
+@dataclass
+class StageOutcome:
+    name: str
+    kind: str
+    status: Literal["ran", "cached"]
+    seconds: float
+    output: Path
+
+
+def _format_minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
+class _ETA:
+    """Pipeline ETA: the stages' reference estimates, rescaled by how this machine has done so far."""
+
+    def __init__(self, estimates: dict[str, float]) -> None:
+        self.estimates = estimates
+        self.estimated_done = 0.0
+        self.actual_done = 0.0
+
+    def finish(self, name: str, seconds: float) -> None:
+        self.estimated_done += self.estimates[name]
+        self.actual_done += seconds
+
+    def remaining(self, names: list[str]) -> float:
+        speed = self.actual_done / self.estimated_done if self.estimated_done > 0 else 1.0
+        return speed * sum(self.estimates[n] for n in names)
+
+
+def _redo(
+    recipe: Recipe, state: PipelineState, ctx: StageContext, names: list[str], console: Console
+) -> None:
+    for requested in names:
+        if requested not in recipe.stages:
+            raise RulewiseError(
+                f"--redo '{requested}' names no stage of this recipe",
+                field="redo",
+                hint=f"stages: {', '.join(recipe.stages)}",
+            )
+        for name in recipe.downstream(requested):
+            if state.stages.pop(name, None) is not None or ctx.stage_dir(name).exists():
+                console.print(f"[yellow]redo:[/yellow] discarding the outputs of stage '{name}'")
+            shutil.rmtree(ctx.stage_dir(name), ignore_errors=True)
+    state.save(recipe)
+
+
+def run_recipe(
+    recipe: Recipe,
+    *,
+    out: str | Path | None = None,
+    redo: list[str] | None = None,
+    console: Console | None = None,
+) -> list[StageOutcome]:
+    """Run (or continue) every stage of ``recipe``; returns what each stage did."""
+    console = console or Console()
+    out_dir = Path(out or recipe.out)
+    ctx = StageContext(recipe, out_dir, console)
+    state = PipelineState.load(out_dir / STATE_FILE)
+    prints = fingerprints(recipe)
+    if redo:
+        _redo(recipe, state, ctx, redo, console)
+    for name, fingerprint in prints.items():
+        previous = state.stages.get(name)
+        if previous is not None and previous["fingerprint"] != fingerprint:
+            raise RulewiseError(
+                f"stage '{name}' was run with other settings (or other upstream results) than this recipe now has",
+                path=state.path,
+                field=f"stages.{name}",
+                hint=f"rerun with --redo {name} to discard it and what depends on it, or use another --out",
+            )
+
+    estimates = {name: estimate_seconds(stage) for name, stage in recipe.stages.items()}
+    eta = _ETA(estimates)
+    names = list(recipe.stages)
+    outcomes: list[StageOutcome] = []
+    for index, name in enumerate(names, start=1):
+        stage = recipe.stages[name]
+        previous = state.stages.get(name)
+        if previous is not None and previous["status"] == "done":
+            console.print(f"[dim][{index}/{len(names)}] {name} ({stage.kind}): done earlier, skipped[/dim]")
+            outcomes.append(
+                StageOutcome(name, stage.kind, "cached", previous["seconds"], ctx.main_output(name))
+            )
+            continue
+        left = eta.remaining(names[index - 1 :])
+        console.rule(
+            f"[bold][{index}/{len(names)}] {name}[/bold] ({stage.kind}) · pipeline ETA ~{_format_minutes(left)}"
+        )
+        state.mark(recipe, name, prints[name], "running", 0.0)
+        started = time.perf_counter()
+        run_stage(ctx, name)
+        seconds = time.perf_counter() - started
+        state.mark(recipe, name, prints[name], "done", seconds)
+        eta.finish(name, seconds)
+        outcomes.append(StageOutcome(name, stage.kind, "ran", seconds, ctx.main_output(name)))
+        console.print(f"[green]✓[/green] {name} in {_format_minutes(seconds)} → {ctx.main_output(name)}")
+    return outcomes
+
+
+def summary_table(outcomes: list[StageOutcome]) -> Table:
+    table = Table(title="pipeline")
+    for column in ("stage", "kind", "this run", "time", "output"):
+        table.add_column(column)
+    for o in outcomes:
+        table.add_row(o.name, o.kind, o.status, _format_minutes(o.seconds), str(o.output))
+    return table
+
+
+# -- dry run ---------------------------------------------------------------------------------
+
+
+def _check_model(value: str, resolved: str, field_name: str) -> str:
+    """A model field's meaning, without loading anything."""
+    if parse_reference(value) is not None:
+        return f"trained by stage {value}"
+    if resolved == "default" or Path(resolved).is_dir():
+        return resolved
+    if not HUB_ID.match(resolved):
+        raise RulewiseError("model directory not found", path=resolved, field=field_name)
+    return f"{resolved} (Hub id, or a directory made before it runs)"
+
+
+def _check_file(value: str, field_name: str) -> None:
+    if parse_reference(value) is None and not Path(value).is_file():
+        raise RulewiseError("file not found", path=value, field=field_name)
+
+
+def _check_rulebook(value: str, field_name: str) -> None:
+    if value != "default":
+        _check_file(value, field_name)
+
+
+def dry_run(recipe: Recipe, *, out: str | Path | None = None) -> list[str]:
+    """Check every stage as far as possible without loading a model or touching the network.
+
+    Builds each stage's concrete settings exactly as a real run would (so every field is
+    validated), and checks that every input file, rulebook and accelerate config exists.
+    Returns the plan, one block of lines per stage.
+    """
+    ctx = StageContext(recipe, Path(out or recipe.out), Console())
+    plan: list[str] = []
+    total = 0.0
+    for index, (name, stage) in enumerate(recipe.stages.items(), start=1):
+        try:
+            reads = _stage_inputs(ctx, name, stage)
+        except RulewiseError as exc:
+            prefix = f"stages.{name}"
+            if exc.field is None or not exc.field.startswith("stages."):
+                exc.field = f"{prefix}.{exc.field}" if exc.field else prefix
+            raise
+        estimate = estimate_seconds(stage)
+        total += estimate
+        plan.append(f"[{index}] {name} ({stage.kind}) ~{_format_minutes(estimate)} → {ctx.main_output(name)}")
+        plan += [f"      reads {item}" for item in reads]
+    plan.append(f"estimated total on 2 CPU cores with the default model: ~{_format_minutes(total)}")
+    return plan
+
+
+def _stage_inputs(ctx: StageContext, name: str, stage: Any) -> list[str]:
+    """What the stage reads, after checking that it exists (or will be made by an earlier stage)."""
+    prefix = f"stages.{name}"
+    reads: list[str] = []
+    if isinstance(stage, SynthesisStage):
+        _check_file(stage.prompts, f"{prefix}.prompts")
+        _check_rulebook(stage.rulebook, f"{prefix}.rulebook")
+        reads.append(ctx.resolve(stage.prompts))
+    elif isinstance(stage, SFTStage | RLStage):
+        try:
+            settings = (
+                ctx.sft_settings(name, stage) if isinstance(stage, SFTStage) else ctx.rl_settings(name, stage)
+            )
+        except ValueError as exc:  # pydantic: the concrete settings do not validate
+            raise RulewiseError(str(exc), path=ctx.recipe.source, field=prefix) from None
+        reads.append("model " + _check_model(stage.model, settings.model, f"{prefix}.model"))
+        data_field = "data" if isinstance(stage, SFTStage) else "prompts"
+        _check_file(getattr(stage, data_field), f"{prefix}.{data_field}")
+        reads.append(getattr(settings, data_field))
+        if isinstance(stage, RLStage):
+            _check_rulebook(stage.rulebook, f"{prefix}.rulebook")
+        if stage.launcher is not None:
+            if stage.launcher.accelerate_config:
+                _check_file(stage.launcher.accelerate_config, f"{prefix}.launcher.accelerate_config")
+            command = launch_command(ctx.out / f"{name}.{stage.kind}.yaml", stage.kind, stage.launcher)
+            reads.append("(launched as) " + " ".join(command))
+    elif isinstance(stage, EvalStage):
+        config, skipped = ctx.eval_config(stage, check_files=True)
+        reads.append("model " + _check_model(stage.model, config.model, f"{prefix}.model"))
+        _check_rulebook(stage.rulebook, f"{prefix}.rulebook")
+        reads += [f"{bench.name}={bench.source}" for bench in config.benches]
+        reads += [f"(optional, left out: {note})" for note in skipped]
+    else:
+        reads += [ctx.resolve(ref) for ref in stage.references().values()]
+    return reads

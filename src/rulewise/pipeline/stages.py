@@ -1,0 +1,255 @@
+"""How each kind of recipe stage runs, where its output goes, and roughly how long it takes.
+
+Every stage calls the same library function as its CLI command (``run_sft``, ``run_rl``,
+``run_eval``, ...), so a recipe behaves exactly like the commands typed by hand — including
+resuming: a stage interrupted half-way continues from its checkpoints or finished items.
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rich.console import Console
+
+from rulewise.errors import RulewiseError
+from rulewise.evaluation.runner import BenchSpec, EvalConfig
+from rulewise.pipeline.recipe import (
+    BASE_MODEL,
+    EvalStage,
+    PromptsStage,
+    Recipe,
+    ReportStage,
+    RLStage,
+    SFTStage,
+    SynthesisStage,
+    parse_reference,
+)
+from rulewise.rl.train import RLSettings
+from rulewise.training.sft import SFTSettings
+
+DATA_FILE = "data.jsonl"
+
+# Seconds on the 2-core reference machine with the default 135M model (measured; see README).
+# Only used to show an ETA before the first stage finishes; after that the runner rescales
+# them by how fast this machine actually was.
+SFT_TOKENS_PER_SECOND = 100.0
+SFT_TOKENS_PER_EXAMPLE = 450
+RL_SECONDS_PER_ROLLOUT = 7.0
+EVAL_SECONDS_PER_ITEM = 3.0
+MODEL_LOAD_SECONDS = 15.0
+UNKNOWN_SIZE = 100  # items assumed for a benchmark without a limit
+
+
+@dataclass
+class StageContext:
+    """Turns a stage's references into paths under the pipeline's output directory."""
+
+    recipe: Recipe
+    out: Path
+    console: Console
+
+    def stage_dir(self, name: str) -> Path:
+        return self.out / name
+
+    def main_output(self, name: str) -> Path:
+        """What ``@name`` means: a data file for synthesis stages, the stage directory otherwise."""
+        if self.recipe.kind_of(name) in {"bc", "context-distill"}:
+            return self.stage_dir(name) / DATA_FILE
+        return self.stage_dir(name)
+
+    def resolve(self, value: str) -> str:
+        """``@stage`` / ``@stage/file`` → a path; ``base`` → the recipe's model; else unchanged."""
+        if value == BASE_MODEL:
+            return self.recipe.model
+        ref = parse_reference(value)
+        if ref is None:
+            return value
+        name, inner = ref
+        return str(self.stage_dir(name) / inner) if inner else str(self.main_output(name))
+
+    # -- concrete settings: what the stage's command would receive -------------------------
+
+    def sft_settings(self, name: str, stage: SFTStage) -> SFTSettings:
+        fields = stage.model_dump(exclude={"kind", "launcher", "out"})
+        fields |= {"model": self.resolve(stage.model), "data": self.resolve(stage.data)}
+        return SFTSettings(**fields, out=str(self.stage_dir(name)))
+
+    def rl_settings(self, name: str, stage: RLStage) -> RLSettings:
+        fields = stage.model_dump(exclude={"kind", "launcher", "out"})
+        fields |= {"model": self.resolve(stage.model), "prompts": self.resolve(stage.prompts)}
+        return RLSettings(**fields, out=str(self.stage_dir(name)))
+
+    def eval_config(self, stage: EvalStage, *, check_files: bool) -> tuple[EvalConfig, list[str]]:
+        """The eval configuration, and notes on optional benchmarks left out (files missing)."""
+        from rulewise.evaluation.benchmarks import parse_bench_spec
+
+        specs, skipped = [], []
+        for entry in stage.bench_entries():
+            parsed = parse_bench_spec(entry.spec)
+            parsed["source"] = self.resolve(parsed["source"])
+            is_path = parse_reference(entry.spec.partition("=")[2]) is None and "/" in parsed["source"]
+            if entry.optional and is_path and not Path(parsed["source"]).exists():
+                skipped.append(f"{parsed['name']} ({parsed['source']} not found)")
+                continue
+            if check_files and is_path and not Path(parsed["source"]).exists():
+                raise RulewiseError("benchmark file not found", path=parsed["source"], field="benches")
+            specs.append(BenchSpec(**parsed))
+        if not specs:
+            raise RulewiseError("no benchmark left to run (all optional ones are missing)", field="benches")
+        config = EvalConfig(
+            model=self.resolve(stage.model),
+            benches=specs,
+            **stage.model_dump(
+                include={
+                    "limit",
+                    "seed",
+                    "judge",
+                    "use_tools",
+                    "rulebook",
+                    "retriever",
+                    "max_new_tokens",
+                    "max_tool_calls",
+                }
+            ),
+        )
+        return config, skipped
+
+
+# -- running ---------------------------------------------------------------------------------
+
+
+def run_stage(ctx: StageContext, name: str) -> None:
+    stage = ctx.recipe.stages[name]
+    out = ctx.stage_dir(name)
+    if isinstance(stage, PromptsStage):
+        from rulewise.data.prompt_set import write_prompt_set
+
+        _, train, dev = write_prompt_set(
+            out, seed=stage.seed, dev_fraction=stage.dev_fraction, math_count=stage.math_count
+        )
+        ctx.console.print(f"{len(train)} train and {len(dev)} dev prompts in {out}")
+    elif isinstance(stage, SynthesisStage):
+        _run_synthesis(ctx, name, stage)
+    elif isinstance(stage, SFTStage):
+        settings = ctx.sft_settings(name, stage)
+        if stage.launcher is not None:
+            _launch(ctx, name, "sft", settings, stage.launcher)
+        else:
+            from rulewise.training.sft import run_sft
+
+            run_sft(settings)
+    elif isinstance(stage, RLStage):
+        settings = ctx.rl_settings(name, stage)
+        if stage.launcher is not None:
+            _launch(ctx, name, "rl", settings, stage.launcher)
+        else:
+            from rulewise.rl.train import run_rl
+
+            run_rl(settings)
+    elif isinstance(stage, EvalStage):
+        from rulewise.evaluation.runner import run_eval
+
+        config, skipped = ctx.eval_config(stage, check_files=True)
+        for note in skipped:
+            ctx.console.print(f"[yellow]optional benchmark left out:[/yellow] {note}")
+        run_eval(config, out, batch_size=stage.batch_size, precision=stage.precision, console=ctx.console)
+    elif isinstance(stage, ReportStage):
+        from rulewise.evaluation.report import compare_runs
+
+        run_names = [parse_reference(ref)[0] for ref in stage.runs]  # type: ignore[index]
+        compare_runs(
+            [ctx.stage_dir(run) for run in run_names],
+            out,
+            labels=[ctx.recipe.stages[run].label or run for run in run_names],  # type: ignore[union-attr]
+        )
+
+
+def _run_synthesis(ctx: StageContext, name: str, stage: SynthesisStage) -> None:
+    from rulewise.data.jobs import synthesize_bc, synthesize_context_distill
+    from rulewise.progress import eta_progress
+
+    out = ctx.stage_dir(name) / DATA_FILE
+    prompts = ctx.resolve(stage.prompts)
+    with eta_progress(ctx.console) as progress:
+
+        def hooks(total: int):
+            task = progress.add_task(f"teacher {stage.teacher}", total=total)
+            return lambda: progress.advance(task)
+
+        if stage.kind == "bc":
+            report = synthesize_bc(
+                prompts,
+                out,
+                teacher=stage.teacher,
+                rulebook=stage.rulebook,
+                paraphrase=stage.paraphrase,
+                progress=hooks,
+            )
+        else:
+            report = synthesize_context_distill(
+                prompts, out, teacher=stage.teacher, rulebook=stage.rulebook, progress=hooks
+            )
+    ctx.console.print(
+        f"{report.written} trajectories written ({report.consult_share:.0%} consult the rules), "
+        f"{report.skipped} already done, {report.rejected} filtered out by the judge"
+    )
+
+
+def launch_command(config_path: Path, command: str, launcher: Any) -> list[str]:
+    """``accelerate launch [--config_file F] --num_processes N -m rulewise.cli.main train KIND --config C``."""
+    cmd = [sys.executable, "-m", "accelerate.commands.launch"]
+    if launcher.accelerate_config:
+        cmd += ["--config_file", launcher.accelerate_config]
+    cmd += ["--num_processes", str(launcher.num_processes)]
+    return cmd + ["-m", "rulewise.cli.main", "train", command, "--config", str(config_path)]
+
+
+def _launch(ctx: StageContext, name: str, command: str, settings: Any, launcher: Any) -> None:
+    """Run a training stage as its own ``accelerate launch`` job with the resolved settings."""
+    config_path = ctx.out / f"{name}.{command}.yaml"
+    config_path.parent.mkdir(parents=True, exist_ok=True)
+    config_path.write_text(
+        yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False), encoding="utf-8"
+    )
+    cmd = launch_command(config_path, command, launcher)
+    ctx.console.print("$ " + shlex.join(cmd))
+    result = subprocess.run(cmd, check=False)
+    if result.returncode != 0:
+        raise RulewiseError(
+            f"stage '{name}' failed under accelerate launch (exit code {result.returncode})",
+            path=config_path,
+            hint="rerun the same command to resume from its last checkpoint",
+        )
+
+
+# -- estimates -------------------------------------------------------------------------------
+
+
+def estimate_seconds(stage: Any) -> float:
+    """A rough duration on the 2-core reference machine (for the ETA; rescaled as stages finish)."""
+    if isinstance(stage, PromptsStage):
+        return 2.0
+    if isinstance(stage, SynthesisStage):
+        return 10.0 if stage.teacher == "scripted" else 600.0
+    if isinstance(stage, SFTStage):
+        examples_per_step = stage.batch_size * stage.grad_accum
+        steps = stage.max_steps if stage.max_steps > 0 else stage.epochs * 600 / examples_per_step
+        return MODEL_LOAD_SECONDS + steps * examples_per_step * SFT_TOKENS_PER_EXAMPLE / SFT_TOKENS_PER_SECOND
+    if isinstance(stage, RLStage):
+        rollouts = stage.max_steps * stage.prompts_per_step * stage.group_size
+        return MODEL_LOAD_SECONDS + rollouts * RL_SECONDS_PER_ROLLOUT
+    if isinstance(stage, EvalStage):
+        from rulewise.evaluation.benchmarks import parse_bench_spec
+
+        items = sum(
+            parse_bench_spec(entry.spec)["limit"] or stage.limit or UNKNOWN_SIZE
+            for entry in stage.bench_entries()
+        )
+        return MODEL_LOAD_SECONDS + items * EVAL_SECONDS_PER_ITEM
+    return 5.0

@@ -1,0 +1,242 @@
+"""Recipes and the pipeline runner: validation, dry runs, caching, resume, redo."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rulewise.errors import RulewiseError
+from rulewise.pipeline.recipe import builtin_recipes, load_recipe
+from rulewise.pipeline.runner import STATE_FILE, dry_run, fingerprints, run_recipe
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _repo_root(monkeypatch):
+    """Recipes name paths relative to the repository root (../shared/data, configs/...)."""
+    monkeypatch.chdir(ROOT)
+
+
+@pytest.mark.parametrize("name", sorted(builtin_recipes()))
+def test_every_shipped_recipe_passes_a_dry_run(name, tmp_path):
+    recipe = load_recipe(name)
+    plan = dry_run(recipe, out=tmp_path)
+    assert plan[0].startswith("[1] ")
+    assert sum(line.startswith("[") for line in plan) == len(recipe.stages)
+    for budget in recipe.budgets:
+        dry_run(load_recipe(name, budget=budget), out=tmp_path)
+
+
+def test_the_recipes_folder_at_the_repository_root_is_the_packaged_one():
+    assert sorted(p.name for p in (ROOT / "recipes").glob("*.yaml")) == ["ascl.yaml", "context_distill.yaml"]
+    assert {"ascl", "context_distill", "gpu/ascl-qwen2.5-7b"} <= set(builtin_recipes())
+
+
+def test_quickstart_budget_shrinks_the_ascl_recipe():
+    full, fast = load_recipe("ascl"), load_recipe("ascl", budget="fast")
+    assert fast.stages["sft"].max_steps < full.stages["sft"].max_steps
+    assert fast.stages["rl"].max_steps < full.stages["rl"].max_steps
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "recipe.yaml"
+    path.write_text(text)
+    return path
+
+
+GOOD = """\
+name: tiny
+model: default
+stages:
+  prompts:
+    kind: prompts
+  bc:
+    kind: bc
+    prompts: "@prompts/train.jsonl"
+  sft:
+    kind: sft
+    data: "@bc"
+    max_steps: 2
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "field", "line", "message"),
+    [
+        (GOOD + "    max_step: 3\n", "stages.sft.max_step", 13, "Extra inputs"),
+        (GOOD.replace("kind: bc", "kind: bcc"), "stages.bc.kind", 7, "unknown stage kind"),
+        (GOOD.replace('data: "@bc"', 'data: "@sft2"'), "stages.sft.data", 11, "no stage defined before"),
+        (
+            GOOD.replace('data: "@bc"', 'data: "@prompts"'),
+            "stages.sft.data",
+            11,
+            "needs a bc or context-distill",
+        ),
+        (GOOD.replace("max_steps: 2", "batch_size: 0"), "stages.sft.batch_size", 12, "greater than or equal"),
+        (GOOD.replace("name: tiny", "name: tiny\ncolour: blue"), "colour", 2, "Extra inputs"),
+    ],
+)
+def test_bad_recipes_name_file_line_and_key(tmp_path, text, field, line, message):
+    path = _write(tmp_path, text)
+    with pytest.raises(RulewiseError) as info:
+        load_recipe(path)
+    assert info.value.field == field
+    assert info.value.line == line
+    assert info.value.path == str(path)
+    assert message in info.value.message
+
+
+def test_overrides_and_budgets_are_checked(tmp_path):
+    path = _write(tmp_path, GOOD + "budgets:\n  small:\n    stages.sft.max_steps: 1\n")
+    assert load_recipe(path, budget="small").stages["sft"].max_steps == 1
+    assert (
+        load_recipe(path, budget="small", overrides=["stages.sft.max_steps=5"]).stages["sft"].max_steps == 5
+    )
+    with pytest.raises(RulewiseError, match="no budget 'huge'"):
+        load_recipe(path, budget="huge")
+    with pytest.raises(RulewiseError, match="names no stage") as info:
+        load_recipe(path, overrides=["stages.sfft.max_steps=5"])
+    assert info.value.field == "stages.sfft.max_steps"
+    with pytest.raises(RulewiseError) as info:
+        load_recipe(path, overrides=["stages.sft.learning_rate=-1"])
+    assert info.value.field == "stages.sft.learning_rate"
+
+
+def test_dry_run_names_a_missing_input_file(tmp_path):
+    path = _write(tmp_path, GOOD.replace('prompts: "@prompts/train.jsonl"', "prompts: nowhere/train.jsonl"))
+    with pytest.raises(RulewiseError) as info:
+        dry_run(load_recipe(path), out=tmp_path / "out")
+    assert info.value.field == "stages.bc.prompts" and info.value.path == "nowhere/train.jsonl"
+
+
+def test_fingerprints_follow_settings_and_upstream(tmp_path):
+    path = _write(tmp_path, GOOD)
+    base = fingerprints(load_recipe(path))
+    changed = fingerprints(load_recipe(path, overrides=["stages.bc.teacher=hf:default"]))
+    assert changed["prompts"] == base["prompts"]
+    assert changed["bc"] != base["bc"] and changed["sft"] != base["sft"]  # downstream follows
+    launched = fingerprints(load_recipe(path, overrides=["stages.sft.launcher.num_processes=2"]))
+    assert launched == base  # how a stage is launched does not change what it computes
+
+
+# -- a whole pipeline on a tiny random model --------------------------------------------------
+
+TINY = """\
+name: tiny-ascl
+model: {model}
+stages:
+  prompts:
+    kind: prompts
+    math_count: 4
+  bc:
+    kind: bc
+    prompts: "@prompts/train.jsonl"
+  sft:
+    kind: sft
+    model: base
+    data: "@bc"
+    max_steps: 2
+    batch_size: 2
+    max_length: 1024
+    precision: fp32
+    save_steps: 1
+  rl:
+    kind: rl
+    model: "@sft"
+    prompts: "@prompts/dev.jsonl"
+    max_steps: 1
+    prompts_per_step: 2
+    group_size: 2
+    micro_batch_size: 2
+    max_completion_length: 16
+    precision: fp32
+  eval-rl:
+    kind: eval
+    label: tiny RL
+    model: "@rl"
+    limit: 3
+    max_new_tokens: 8
+    precision: fp32
+    benches:
+      - "dev:custom=@prompts/dev.jsonl"
+      - {{spec: "strongreject=missing/strongreject.csv", optional: true}}
+  cd:
+    kind: context-distill
+    prompts: "@prompts/train.jsonl"
+  eval-base:
+    kind: eval
+    model: base
+    use_tools: false
+    limit: 3
+    max_new_tokens: 8
+    precision: fp32
+    benches: ["dev:custom=@prompts/dev.jsonl"]
+  report:
+    kind: report
+    runs: ["@eval-base", "@eval-rl"]
+"""
+
+
+@pytest.mark.slow
+def test_pipeline_runs_end_to_end_resumes_after_an_interruption_and_caches(
+    tmp_path, tiny_checkpoint, monkeypatch
+):
+    import rulewise.rl.train as rl_train
+
+    recipe = load_recipe(_write(tmp_path, TINY.format(model=tiny_checkpoint)))
+    out = tmp_path / "run"
+    real_run_rl = rl_train.run_rl
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(rl_train, "run_rl", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_recipe(recipe, out=out)
+    state = json.loads((out / STATE_FILE).read_text())["stages"]
+    assert [state[s]["status"] for s in ("prompts", "bc", "sft", "rl")] == ["done", "done", "done", "running"]
+    assert "eval-rl" not in state
+
+    monkeypatch.setattr(rl_train, "run_rl", real_run_rl)
+    outcomes = {o.name: o for o in run_recipe(recipe, out=out)}
+    assert [outcomes[s].status for s in ("prompts", "bc", "sft")] == ["cached"] * 3
+    assert all(outcomes[s].status == "ran" for s in ("rl", "eval-rl", "cd", "eval-base", "report"))
+    assert (out / "rl" / "model.safetensors").is_file()
+    assert (out / "cd" / "data.jsonl").is_file()
+    report = (out / "report" / "report.md").read_text()
+    assert "tiny RL" in report and "eval-base" in report  # label, else the stage name
+    assert (out / "report" / "safety_utility.png").is_file() and (out / "report" / "viewer.html").is_file()
+    metrics = json.loads((out / "eval-rl" / "metrics.json").read_text())
+    assert (
+        metrics["run"]["model"] == str(out / "rl") and metrics["run"]["items"] == 3
+    )  # optional bench left out
+
+    again = run_recipe(recipe, out=out)
+    assert all(o.status == "cached" for o in again)
+
+    changed = load_recipe(
+        _write(tmp_path, TINY.format(model=tiny_checkpoint)), overrides=["stages.rl.max_steps=2"]
+    )
+    with pytest.raises(RulewiseError, match="other settings") as info:
+        run_recipe(changed, out=out)
+    assert info.value.field == "stages.rl" and "--redo rl" in info.value.hint
+    redone = {o.name: o.status for o in run_recipe(changed, out=out, redo=["rl"])}
+    assert redone["rl"] == redone["eval-rl"] == redone["report"] == "ran"
+    assert redone["sft"] == redone["eval-base"] == "cached"
+
+
+def test_cli_run_dry_run_list_and_show(cli):
+    code, out, err = cli("run", "ascl", "--budget", "fast", "--dry-run")
+    assert code == 0, err
+    assert "[1] prompts (prompts)" in out and "recipe 'ascl' is valid" in out
+    code, out, _ = cli("recipes", "list")
+    assert code == 0 and "context_distill" in out and "gpu/ascl-qwen2.5-7b" in out
+    code, out, _ = cli("recipes", "show", "ascl")
+    assert code == 0 and load_recipe("ascl").name == "ascl" and "stages:" in out
+    code, _, err = cli("run", "no-such-recipe")
+    assert code == 2 and "no recipe 'no-such-recipe'" in err
+    code, _, err = cli("run", "ascl", "--dry-run", "--set", "stages.sft.max_step=3")
+    assert code == 2 and "stages.sft.max_step" in err
