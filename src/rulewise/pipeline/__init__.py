@@ -1,0 +1,1 @@
+"""Recipes (typed YAML pipelines) and the runner that executes them stage by stage."""
