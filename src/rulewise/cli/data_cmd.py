@@ -139,3 +139,71 @@ def context_distill_command(
     with _progress(f"teacher context-distill:{teacher}") as hooks:
         report = synthesize_context_distill(prompts, out, teacher=teacher, rulebook=rulebook, progress=hooks)
     _print_report(report, out)
+
+
+@app.command("rw")
+def rw_command(
+    prompts: PromptsOpt,
+    out: OutOpt,
+    teacher: TeacherOpt = "scripted",
+    rulebook: RulebookOpt = "default",
+    shortest_of: Annotated[
+        int, typer.Option(min=1, help="Draw N chains per prompt and keep the shortest the judge accepts.")
+    ] = 1,
+) -> None:
+    """Synthesise SaRO reasoning-style warm-up data: long, policy-grounded numbered reasoning, then the answer.
+
+    Example: rulewise data rw --prompts data/prompts/train.jsonl --teacher scripted --shortest-of 3 --out data/rw.jsonl
+    """
+    from rulewise.data.jobs import synthesize_rw
+
+    with _progress(f"teacher rw:{teacher}") as hooks:
+        report = synthesize_rw(
+            prompts, out, teacher=teacher, rulebook=rulebook, shortest_of=shortest_of, progress=hooks
+        )
+    _print_report(report, out)
+
+
+@app.command("srpo")
+def srpo_command(
+    model: Annotated[str, typer.Option("--model", "-m", help="The RW model (after 'rulewise train sft').")],
+    prompts: PromptsOpt,
+    out: OutOpt,
+    samples: Annotated[int, typer.Option(min=2, help="Chains sampled per prompt.")] = 4,
+    branches: Annotated[int, typer.Option(min=1, help="Continuations sampled from each shared prefix.")] = 2,
+    splitter: Annotated[
+        str, typer.Option(help="How chains are cut into steps: paragraphs, numbered or sentences.")
+    ] = "paragraphs",
+    temperature: Annotated[float, typer.Option(min=0.01, help="Sampling temperature.")] = 0.8,
+    max_new_tokens: Annotated[int, typer.Option(min=8, help="Token limit per sampled chain.")] = 256,
+    limit: Annotated[int | None, typer.Option(min=1, help="Use only the first N prompts.")] = None,
+) -> None:
+    """Build SRPO preference pairs (outcome- and process-level) from the RW model's own reasoning.
+
+    Example: rulewise data srpo --model runs/rw --prompts data/prompts/train.jsonl --out data/srpo.jsonl --limit 60
+    """
+    import json as _json
+
+    from rulewise.data.jobs import synthesize_srpo_pairs
+    from rulewise.errors import RulewiseError
+    from rulewise.saro.pairs import stats_summary
+
+    if splitter not in {"paragraphs", "numbered", "sentences"}:
+        raise RulewiseError(
+            f"unknown splitter '{splitter}'", field="splitter", hint="paragraphs, numbered or sentences"
+        )
+    with _progress(f"pairs from {model}") as hooks:
+        stats = synthesize_srpo_pairs(
+            model,
+            prompts,
+            out,
+            samples=samples,
+            branches=branches,
+            splitter=splitter,
+            temperature=temperature,
+            max_new_tokens=max_new_tokens,
+            limit=limit,
+            progress=hooks,
+        )
+    console.print(_json.dumps(stats_summary(stats), indent=2))
+    console.print(f"[green]wrote[/green] pairs to {out}")

@@ -87,3 +87,36 @@ def rl_command(
     console.print(
         f"[green]saved[/green] {path} (curves: {path / 'rl_curves.png'}, metrics: {path / 'log_history.jsonl'})"
     )
+
+
+@app.command("dpo")
+def dpo_command(
+    data: Annotated[
+        Path | None, typer.Option("--data", "-d", help="Preference pairs JSONL (from 'rulewise data srpo').")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Output directory; rerun to resume.")
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="Starting checkpoint (the RW model) or 'default'.")
+    ] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML with any DPO setting.")] = None,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="key=value override, e.g. beta=0.05 or lora.enabled=true."),
+    ] = None,
+) -> None:
+    """Preference optimisation (SaRO's SRPO stage) on TRL's DPOTrainer; resumable, with curves.
+
+    Example: rulewise train dpo --data data/srpo.jsonl --model runs/rw --out runs/srpo --set beta=0.1
+    """
+    quiet_libraries()
+    from rulewise.config import load_config
+    from rulewise.training.dpo import DPOSettings, run_dpo
+
+    flags = {k: str(v) for k, v in (("data", data), ("out", out), ("model", model)) if v is not None}
+    settings = load_config(
+        DPOSettings, config, [f"{k}={v}" for k, v in flags.items()] + list(overrides or [])
+    )
+    path = run_dpo(settings)
+    console.print(f"[green]saved[/green] {path} (curves: {path / 'dpo_curves.png'})")

@@ -68,7 +68,8 @@ class ScriptedTeacher:
 
     # -- the pieces of a trajectory --------------------------------------------------------
 
-    def _category_rule(self, category: str) -> Rule | None:
+    def category_rule(self, category: str) -> Rule | None:
+        """The rulebook's first rule for a hazard category (what a refusal's alternative comes from)."""
         return next((rule for rule in self.rulebook.rules if rule.category == category), None)
 
     def _cited_rule(self, prompt: TrainingPrompt, retrieved_ids: list[str]) -> Rule | None:
@@ -108,8 +109,9 @@ class ScriptedTeacher:
             return f"Rule {rule.id} explicitly allows {rule.allowed[0]}. This request is of that harmless kind, so I should answer it fully."
         return "No rule forbids this; it is a harmless request, so I will help."
 
-    def _refusal(self, prompt: TrainingPrompt) -> str:
-        rule = self._category_rule(prompt.category)
+    def refusal(self, prompt: TrainingPrompt) -> str:
+        """A brief refusal with the category rule's first allowed use as the safe alternative."""
+        rule = self.category_rule(prompt.category)
         opening = _pick(
             [
                 "I can't help with that.",
@@ -124,7 +126,8 @@ class ScriptedTeacher:
         crisis = f" {CRISIS_NOTE}" if prompt.category == "self_harm" else ""
         return opening + crisis + alternative
 
-    def _answer(self, prompt: TrainingPrompt) -> str:
+    def answer(self, prompt: TrainingPrompt) -> str:
+        """The reference answer for a benign prompt, or the worked solution of a maths problem."""
         if prompt.kind == "math":
             return f"{prompt.solution}\nThe answer is {prompt.answer}."
         return ANSWERS[family_key(prompt)]
@@ -139,7 +142,7 @@ class ScriptedTeacher:
             {"role": "user", "content": prompt.prompt},
         ]
         opening = self._opening_thought(prompt, consulting)
-        final = self._refusal(prompt) if prompt.label == "harmful" else self._answer(prompt)
+        final = self.refusal(prompt) if prompt.label == "harmful" else self.answer(prompt)
         consulted: list[str] = []
         if consulting:
             query = family_key(prompt)  # the request itself, without any jailbreak or fiction wrapper
@@ -182,7 +185,7 @@ class ScriptedTeacher:
         Returns ``(as generated, as stored for training)``.
         """
         rule = (
-            self._category_rule(prompt.category)
+            self.category_rule(prompt.category)
             if prompt.kind in {"harmful", "jailbreak", "lookalike"}
             else None
         )
@@ -191,7 +194,7 @@ class ScriptedTeacher:
             thought = f"{opening} {self._verdict_thought(prompt, rule)}"
         else:
             thought = opening
-        final = self._refusal(prompt) if prompt.label == "harmful" else self._answer(prompt)
+        final = self.refusal(prompt) if prompt.label == "harmful" else self.answer(prompt)
         answer = {"role": "assistant", "content": f"<think>\n{thought}\n</think>\n{final}"}
         user = {"role": "user", "content": prompt.prompt}
         generated = [
