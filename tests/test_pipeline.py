@@ -31,7 +31,11 @@ def test_every_shipped_recipe_passes_a_dry_run(name, tmp_path):
 
 
 def test_the_recipes_folder_at_the_repository_root_is_the_packaged_one():
-    assert sorted(p.name for p in (ROOT / "recipes").glob("*.yaml")) == ["ascl.yaml", "context_distill.yaml"]
+    assert sorted(p.name for p in (ROOT / "recipes").glob("*.yaml")) == [
+        "ascl.yaml",
+        "context_distill.yaml",
+        "saro.yaml",
+    ]
     assert {"ascl", "context_distill", "gpu/ascl-qwen2.5-7b"} <= set(builtin_recipes())
 
 
@@ -240,3 +244,44 @@ def test_cli_run_dry_run_list_and_show(cli):
     assert code == 2 and "no recipe 'no-such-recipe'" in err
     code, _, err = cli("run", "ascl", "--dry-run", "--set", "stages.sft.max_step=3")
     assert code == 2 and "stages.sft.max_step" in err
+
+
+TINY_SARO = """\
+name: tiny-saro
+model: {model}
+stages:
+  prompts: {{kind: prompts, math_count: 4}}
+  rw: {{kind: rw, prompts: "@prompts/train.jsonl", shortest_of: 2}}
+  sft: {{kind: sft, data: "@rw", max_steps: 1, batch_size: 2, precision: fp32}}
+  srpo:
+    kind: srpo
+    model: "@sft"
+    prompts: "@prompts/dev.jsonl"
+    limit: 3
+    samples: 2
+    branches: 1
+    max_new_tokens: 12
+    precision: fp32
+  dpo: {{kind: dpo, model: "@sft", data: "@srpo", max_steps: 1, batch_size: 2, precision: fp32}}
+  eval:
+    kind: eval
+    model: "@dpo"
+    use_tools: false
+    limit: 2
+    max_new_tokens: 8
+    precision: fp32
+    benches: ["dev:custom=@prompts/dev.jsonl"]
+"""
+
+
+@pytest.mark.slow
+def test_saro_pipeline_on_a_tiny_model(tmp_path, tiny_checkpoint):
+    recipe = load_recipe(_write(tmp_path, TINY_SARO.format(model=tiny_checkpoint)))
+    outcomes = {o.name: o for o in run_recipe(recipe, out=tmp_path / "run")}
+    assert all(o.status == "ran" for o in outcomes.values())
+    stats = json.loads((tmp_path / "run" / "srpo" / "stats.json").read_text())
+    assert stats["prompts"] == 3 and stats["model_right_share"] is not None
+    pairs = [json.loads(line) for line in (tmp_path / "run" / "srpo" / "data.jsonl").read_text().splitlines()]
+    assert pairs and all(p["chosen"] != p["rejected"] for p in pairs)  # a random model gets everything wrong
+    assert (tmp_path / "run" / "dpo" / "model.safetensors").is_file()
+    assert json.loads((tmp_path / "run" / "eval" / "metrics.json").read_text())["run"]["items"] == 2

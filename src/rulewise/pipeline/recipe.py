@@ -27,6 +27,7 @@ from rulewise.config import apply_override, set_dotted
 from rulewise.errors import RulewiseError
 from rulewise.fileio import LocatedDocument, load_document, validation_error
 from rulewise.rl.train import RLSettings
+from rulewise.training.dpo import DPOSettings
 from rulewise.training.sft import SFTSettings
 
 REFERENCE = re.compile(r"^@([A-Za-z0-9][A-Za-z0-9_.-]*)(?:/(.+))?$")
@@ -63,15 +64,17 @@ class PromptsStage(BaseModel):
 
 
 class SynthesisStage(BaseModel):
-    """Teacher trajectories: ``bc`` (ASCL, tool offered) or ``context-distill`` (the baseline)."""
+    """Teacher trajectories: ``bc`` (ASCL, tool offered), ``context-distill`` (the baseline) or
+    ``rw`` (SaRO's long policy-grounded reasoning)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["bc", "context-distill"]
+    kind: Literal["bc", "context-distill", "rw"]
     prompts: str = Field(description="prompts JSONL, or @STAGE/train.jsonl")
     teacher: str = "scripted"
     rulebook: str = "default"
     paraphrase: str | None = Field(default=None, description="bc only: openai:MODEL@URL rewriting reasoning")
+    shortest_of: int = Field(default=1, ge=1, description="rw only: keep the shortest accepted of N chains")
 
     def references(self) -> dict[str, str]:
         return {"prompts": self.prompts}
@@ -98,6 +101,40 @@ class RLStage(RLSettings):
 
     def references(self) -> dict[str, str]:
         return {"model": self.model, "prompts": self.prompts}
+
+
+class PairsStage(BaseModel):
+    """SRPO preference pairs sampled from a model (``rulewise data srpo``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["srpo"]
+    model: str = Field(description="the RW model: @STAGE or a model spec")
+    prompts: str
+    samples: int = Field(default=4, ge=2)
+    branches: int = Field(default=2, ge=1)
+    splitter: Literal["paragraphs", "numbered", "sentences"] = "paragraphs"
+    temperature: float = Field(default=0.8, gt=0)
+    max_new_tokens: int = Field(default=256, ge=8)
+    prompts_per_batch: int = Field(default=4, ge=1)
+    limit: int | None = Field(default=None, ge=1, description="use only the first N prompts")
+    rulebook: str = "default"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+
+    def references(self) -> dict[str, str]:
+        return {"model": self.model, "prompts": self.prompts}
+
+
+class DPOStage(DPOSettings):
+    """``rulewise train dpo`` with every one of its settings; ``out`` is the stage's directory."""
+
+    kind: Literal["dpo"]
+    model: str = BASE_MODEL
+    out: str = ""
+    launcher: Launcher | None = None
+
+    def references(self) -> dict[str, str]:
+        return {"model": self.model, "data": self.data}
 
 
 class BenchEntry(BaseModel):
@@ -153,21 +190,25 @@ class ReportStage(BaseModel):
         return {f"runs[{i}]": ref for i, ref in enumerate(self.runs)}
 
 
-Stage = PromptsStage | SynthesisStage | SFTStage | RLStage | EvalStage | ReportStage
+Stage = PromptsStage | SynthesisStage | PairsStage | SFTStage | RLStage | DPOStage | EvalStage | ReportStage
 STAGE_KINDS: dict[str, type[BaseModel]] = {
     "prompts": PromptsStage,
     "bc": SynthesisStage,
     "context-distill": SynthesisStage,
+    "rw": SynthesisStage,
+    "srpo": PairsStage,
     "sft": SFTStage,
     "rl": RLStage,
+    "dpo": DPOStage,
     "eval": EvalStage,
     "report": ReportStage,
 }
 #: Which kinds of stage a reference in a given field may point at.
-MODEL_PRODUCERS = {"sft", "rl"}
+MODEL_PRODUCERS = {"sft", "rl", "dpo"}
+DATA_PRODUCERS = {"bc", "context-distill", "rw", "srpo"}
 ALLOWED_TARGETS: dict[str, set[str]] = {
     "model": MODEL_PRODUCERS,
-    "data": {"bc", "context-distill"},
+    "data": DATA_PRODUCERS,
     "prompts": {"prompts"},
     "runs": {"eval"},
     "benches": {"prompts"},

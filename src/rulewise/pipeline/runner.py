@@ -25,7 +25,9 @@ from rich.table import Table
 from rulewise.errors import RulewiseError
 from rulewise.pipeline.recipe import (
     BASE_MODEL,
+    DPOStage,
     EvalStage,
+    PairsStage,
     Recipe,
     RLStage,
     SFTStage,
@@ -249,6 +251,14 @@ def dry_run(recipe: Recipe, *, out: str | Path | None = None) -> list[str]:
     return plan
 
 
+def _training_settings(ctx: StageContext, name: str, stage: SFTStage | RLStage | DPOStage) -> Any:
+    if isinstance(stage, SFTStage):
+        return ctx.sft_settings(name, stage)
+    if isinstance(stage, RLStage):
+        return ctx.rl_settings(name, stage)
+    return ctx.dpo_settings(name, stage)
+
+
 def _stage_inputs(ctx: StageContext, name: str, stage: Any) -> list[str]:
     """What the stage reads, after checking that it exists (or will be made by an earlier stage)."""
     prefix = f"stages.{name}"
@@ -257,15 +267,18 @@ def _stage_inputs(ctx: StageContext, name: str, stage: Any) -> list[str]:
         _check_file(stage.prompts, f"{prefix}.prompts")
         _check_rulebook(stage.rulebook, f"{prefix}.rulebook")
         reads.append(ctx.resolve(stage.prompts))
-    elif isinstance(stage, SFTStage | RLStage):
+    elif isinstance(stage, PairsStage):
+        reads.append("model " + _check_model(stage.model, ctx.resolve(stage.model), f"{prefix}.model"))
+        _check_file(stage.prompts, f"{prefix}.prompts")
+        _check_rulebook(stage.rulebook, f"{prefix}.rulebook")
+        reads.append(ctx.resolve(stage.prompts))
+    elif isinstance(stage, SFTStage | RLStage | DPOStage):
         try:
-            settings = (
-                ctx.sft_settings(name, stage) if isinstance(stage, SFTStage) else ctx.rl_settings(name, stage)
-            )
+            settings = _training_settings(ctx, name, stage)
         except ValueError as exc:  # pydantic: the concrete settings do not validate
             raise RulewiseError(str(exc), path=ctx.recipe.source, field=prefix) from None
         reads.append("model " + _check_model(stage.model, settings.model, f"{prefix}.model"))
-        data_field = "data" if isinstance(stage, SFTStage) else "prompts"
+        data_field = "prompts" if isinstance(stage, RLStage) else "data"
         _check_file(getattr(stage, data_field), f"{prefix}.{data_field}")
         reads.append(getattr(settings, data_field))
         if isinstance(stage, RLStage):

@@ -10,6 +10,8 @@ from __future__ import annotations
 import shlex
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,10 @@ from rulewise.errors import RulewiseError
 from rulewise.evaluation.runner import BenchSpec, EvalConfig
 from rulewise.pipeline.recipe import (
     BASE_MODEL,
+    DATA_PRODUCERS,
+    DPOStage,
     EvalStage,
+    PairsStage,
     PromptsStage,
     Recipe,
     ReportStage,
@@ -31,6 +36,7 @@ from rulewise.pipeline.recipe import (
     parse_reference,
 )
 from rulewise.rl.train import RLSettings
+from rulewise.training.dpo import DPOSettings
 from rulewise.training.sft import SFTSettings
 
 DATA_FILE = "data.jsonl"
@@ -59,7 +65,7 @@ class StageContext:
 
     def main_output(self, name: str) -> Path:
         """What ``@name`` means: a data file for synthesis stages, the stage directory otherwise."""
-        if self.recipe.kind_of(name) in {"bc", "context-distill"}:
+        if self.recipe.kind_of(name) in DATA_PRODUCERS:
             return self.stage_dir(name) / DATA_FILE
         return self.stage_dir(name)
 
@@ -79,6 +85,11 @@ class StageContext:
         fields = stage.model_dump(exclude={"kind", "launcher", "out"})
         fields |= {"model": self.resolve(stage.model), "data": self.resolve(stage.data)}
         return SFTSettings(**fields, out=str(self.stage_dir(name)))
+
+    def dpo_settings(self, name: str, stage: DPOStage) -> DPOSettings:
+        fields = stage.model_dump(exclude={"kind", "launcher", "out"})
+        fields |= {"model": self.resolve(stage.model), "data": self.resolve(stage.data)}
+        return DPOSettings(**fields, out=str(self.stage_dir(name)))
 
     def rl_settings(self, name: str, stage: RLStage) -> RLSettings:
         fields = stage.model_dump(exclude={"kind", "launcher", "out"})
@@ -144,6 +155,16 @@ def run_stage(ctx: StageContext, name: str) -> None:
             from rulewise.training.sft import run_sft
 
             run_sft(settings)
+    elif isinstance(stage, PairsStage):
+        _run_pairs(ctx, name, stage)
+    elif isinstance(stage, DPOStage):
+        settings = ctx.dpo_settings(name, stage)
+        if stage.launcher is not None:
+            _launch(ctx, name, "dpo", settings, stage.launcher)
+        else:
+            from rulewise.training.dpo import run_dpo
+
+            run_dpo(settings)
     elif isinstance(stage, RLStage):
         settings = ctx.rl_settings(name, stage)
         if stage.launcher is not None:
@@ -171,18 +192,21 @@ def run_stage(ctx: StageContext, name: str) -> None:
 
 
 def _run_synthesis(ctx: StageContext, name: str, stage: SynthesisStage) -> None:
-    from rulewise.data.jobs import synthesize_bc, synthesize_context_distill
-    from rulewise.progress import eta_progress
+    from rulewise.data.jobs import synthesize_bc, synthesize_context_distill, synthesize_rw
 
     out = ctx.stage_dir(name) / DATA_FILE
     prompts = ctx.resolve(stage.prompts)
-    with eta_progress(ctx.console) as progress:
-
-        def hooks(total: int):
-            task = progress.add_task(f"teacher {stage.teacher}", total=total)
-            return lambda: progress.advance(task)
-
-        if stage.kind == "bc":
+    with _progress(ctx, f"teacher {stage.teacher}") as hooks:
+        if stage.kind == "rw":
+            report = synthesize_rw(
+                prompts,
+                out,
+                teacher=stage.teacher,
+                rulebook=stage.rulebook,
+                shortest_of=stage.shortest_of,
+                progress=hooks,
+            )
+        elif stage.kind == "bc":
             report = synthesize_bc(
                 prompts,
                 out,
@@ -199,6 +223,39 @@ def _run_synthesis(ctx: StageContext, name: str, stage: SynthesisStage) -> None:
         f"{report.written} trajectories written ({report.consult_share:.0%} consult the rules), "
         f"{report.skipped} already done, {report.rejected} filtered out by the judge"
     )
+
+
+@contextmanager
+def _progress(ctx: StageContext, label: str) -> Iterator[Callable[[int], Callable[[], None]]]:
+    """A progress bar in the shape the data jobs take (see ``rulewise.data.jobs.ProgressHooks``)."""
+    from rulewise.progress import eta_progress
+
+    with eta_progress(ctx.console) as progress:
+
+        def hooks(total: int) -> Callable[[], None]:
+            task = progress.add_task(label, total=total)
+            return lambda: progress.advance(task)
+
+        yield hooks
+
+
+def _run_pairs(ctx: StageContext, name: str, stage: PairsStage) -> None:
+    import json
+
+    from rulewise.data.jobs import synthesize_srpo_pairs
+    from rulewise.saro.pairs import stats_summary
+
+    with _progress(ctx, "SRPO pairs") as hooks:
+        stats = synthesize_srpo_pairs(
+            ctx.resolve(stage.model),
+            ctx.resolve(stage.prompts),
+            ctx.stage_dir(name) / DATA_FILE,
+            **stage.model_dump(exclude={"kind", "model", "prompts"}),
+            progress=hooks,
+        )
+    summary = stats_summary(stats)
+    (ctx.stage_dir(name) / "stats.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    ctx.console.print(json.dumps(summary))
 
 
 def launch_command(config_path: Path, command: str, launcher: Any) -> list[str]:
@@ -241,6 +298,13 @@ def estimate_seconds(stage: Any) -> float:
         examples_per_step = stage.batch_size * stage.grad_accum
         steps = stage.max_steps if stage.max_steps > 0 else stage.epochs * 600 / examples_per_step
         return MODEL_LOAD_SECONDS + steps * examples_per_step * SFT_TOKENS_PER_EXAMPLE / SFT_TOKENS_PER_SECOND
+    if isinstance(stage, DPOStage):
+        examples = stage.max_steps * stage.batch_size * stage.grad_accum if stage.max_steps > 0 else 300
+        # chosen + rejected, policy + reference forward: about 3 SFT examples' worth each
+        return MODEL_LOAD_SECONDS * 2 + examples * 3 * SFT_TOKENS_PER_EXAMPLE / SFT_TOKENS_PER_SECOND
+    if isinstance(stage, PairsStage):
+        prompts = stage.limit or UNKNOWN_SIZE
+        return MODEL_LOAD_SECONDS + prompts * (stage.samples + stage.branches) * EVAL_SECONDS_PER_ITEM / 2
     if isinstance(stage, RLStage):
         rollouts = stage.max_steps * stage.prompts_per_step * stage.group_size
         return MODEL_LOAD_SECONDS + rollouts * RL_SECONDS_PER_ROLLOUT
