@@ -52,7 +52,7 @@ class SFTSettings(BaseModel):
     save_total_limit: int = Field(default=2, ge=1)
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     gradient_checkpointing: bool = False  # saves memory on big models; slows small CPU runs
-    group_by_length: bool = True  # batch similar lengths together: less padding, same examples
+    group_by_length: bool = True  # similar lengths per batch (less padding), batches in random order
     train_top_layers: int | None = Field(
         default=None, ge=1, description="train only the last N blocks (CPU speed-up); None trains all"
     )
@@ -90,10 +90,29 @@ def load_sft_dataset(path: str | Path):
     return datasets.Dataset.from_list(rows)
 
 
+def _trainer_class(group_by_length: bool):
+    """SFTTrainer, or a subclass whose batches are length-grouped but visited in random order."""
+    from trl import SFTTrainer
+
+    if not group_by_length:
+        return SFTTrainer
+
+    from rulewise.training.sampling import ShuffledLengthGroupedSampler
+
+    class LengthGroupedSFTTrainer(SFTTrainer):
+        def _get_train_sampler(self, train_dataset=None):
+            dataset = train_dataset if train_dataset is not None else self.train_dataset
+            lengths = [len(ids) for ids in dataset["input_ids"]]
+            batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
+            return ShuffledLengthGroupedSampler(lengths, batch, seed=self.args.seed)
+
+    return LengthGroupedSFTTrainer
+
+
 def run_sft(settings: SFTSettings, *, callbacks: list[Any] | None = None) -> Path:
     """Train (or resume) and save; returns the output directory."""
     import torch
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTConfig
 
     from rulewise.models import load_model
     from rulewise.runtime import use_bf16
@@ -123,7 +142,6 @@ def run_sft(settings: SFTSettings, *, callbacks: list[Any] | None = None) -> Pat
         save_total_limit=settings.save_total_limit,
         seed=settings.seed,
         **device_args(device.type),
-        train_sampling_strategy="group_by_length" if settings.group_by_length else "random",
     )
     peft_config = None
     if settings.lora.enabled:
@@ -137,7 +155,7 @@ def run_sft(settings: SFTSettings, *, callbacks: list[Any] | None = None) -> Pat
             task_type="CAUSAL_LM",
         )
     prepare_for_training(loaded.model, settings.train_top_layers)
-    trainer = SFTTrainer(
+    trainer = _trainer_class(settings.group_by_length)(
         model=loaded.model,
         args=args,
         train_dataset=dataset,
