@@ -1,6 +1,7 @@
 """The quickstart's targets: wall time, peak memory, and what its models learnt.
 
     .venv/bin/python benchmarks/bench_quickstart.py [--out runs/bench_quickstart] [--budget fast]
+    .venv/bin/python benchmarks/bench_quickstart.py --analyse runs/quickstart   # figures of a finished run
 
 Runs ``rulewise quickstart`` as a child process in a fresh output directory, samples the
 resident memory of the whole process tree every half second, and prints:

@@ -285,3 +285,16 @@ def test_saro_pipeline_on_a_tiny_model(tmp_path, tiny_checkpoint):
     assert pairs and all(p["chosen"] != p["rejected"] for p in pairs)  # a random model gets everything wrong
     assert (tmp_path / "run" / "dpo" / "model.safetensors").is_file()
     assert json.loads((tmp_path / "run" / "eval" / "metrics.json").read_text())["run"]["items"] == 2
+
+
+@pytest.mark.slow
+def test_a_stage_with_a_launcher_runs_as_an_accelerate_job(tmp_path, tiny_checkpoint):
+    text = GOOD.replace("model: default", f"model: {tiny_checkpoint}") + (
+        "    batch_size: 2\n    precision: fp32\n    launcher: {num_processes: 1}\n"
+    )
+    recipe = load_recipe(_write(tmp_path, text), overrides=["stages.prompts.math_count=2"])
+    run_recipe(recipe, out=tmp_path / "run")
+    written = (tmp_path / "run" / "sft.sft.yaml").read_text()
+    assert f"data: {tmp_path / 'run' / 'bc' / 'data.jsonl'}" in written
+    assert (tmp_path / "run" / "sft" / "model.safetensors").is_file()
+    assert (tmp_path / "run" / "sft" / "log_history.jsonl").is_file()

@@ -24,7 +24,9 @@ def test_transformers_grouping_walks_from_long_to_short_which_is_why_we_shuffle(
     from transformers.trainer_pt_utils import get_length_grouped_indices
 
     lengths = [700 + i % 50 for i in range(200)] + [350 + i % 50 for i in range(200)]
-    order = get_length_grouped_indices(lengths, 4, mega_batch_mult=100, generator=torch.Generator().manual_seed(0))
+    order = get_length_grouped_indices(
+        lengths, 4, mega_batch_mult=100, generator=torch.Generator().manual_seed(0)
+    )
     firsts = [lengths[order[i]] for i in range(0, 400, 4)]
     assert firsts[1:] == sorted(firsts[1:], reverse=True)  # one mega-batch: a walk from long to short
 

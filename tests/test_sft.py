@@ -119,4 +119,4 @@ def test_shipped_sft_config_validates():
     cfg = load_config(SFTSettings, config, ["train_top_layers=8"])
     assert (cfg.group_by_length, cfg.train_top_layers, cfg.lora.enabled) == (True, 8, False)
     experiment = load_config(SFTSettings, config.parents[1] / "experiments" / "bc_sft.yaml")
-    assert (experiment.max_steps, experiment.batch_size, experiment.learning_rate) == (36, 4, 2e-4)
+    assert (experiment.max_steps, experiment.batch_size, experiment.learning_rate) == (72, 4, 2e-4)

@@ -10,6 +10,7 @@ those of every stage downstream of it.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import re
@@ -184,6 +185,7 @@ def run_recipe(
         state.mark(recipe, name, prints[name], "running", 0.0)
         started = time.perf_counter()
         run_stage(ctx, name)
+        gc.collect()  # trainers hold reference cycles: free this stage's models before the next loads its own
         seconds = time.perf_counter() - started
         state.mark(recipe, name, prints[name], "done", seconds)
         eta.finish(name, seconds)
