@@ -253,14 +253,6 @@ def dry_run(recipe: Recipe, *, out: str | Path | None = None) -> list[str]:
     return plan
 
 
-def _training_settings(ctx: StageContext, name: str, stage: SFTStage | RLStage | DPOStage) -> Any:
-    if isinstance(stage, SFTStage):
-        return ctx.sft_settings(name, stage)
-    if isinstance(stage, RLStage):
-        return ctx.rl_settings(name, stage)
-    return ctx.dpo_settings(name, stage)
-
-
 def _stage_inputs(ctx: StageContext, name: str, stage: Any) -> list[str]:
     """What the stage reads, after checking that it exists (or will be made by an earlier stage)."""
     prefix = f"stages.{name}"
@@ -276,7 +268,7 @@ def _stage_inputs(ctx: StageContext, name: str, stage: Any) -> list[str]:
         reads.append(ctx.resolve(stage.prompts))
     elif isinstance(stage, SFTStage | RLStage | DPOStage):
         try:
-            settings = _training_settings(ctx, name, stage)
+            settings = ctx.training_settings(name, stage)
         except ValueError as exc:  # pydantic: the concrete settings do not validate
             raise RulewiseError(str(exc), path=ctx.recipe.source, field=prefix) from None
         reads.append("model " + _check_model(stage.model, settings.model, f"{prefix}.model"))

@@ -40,6 +40,13 @@ from rulewise.training.dpo import DPOSettings
 from rulewise.training.sft import SFTSettings
 
 DATA_FILE = "data.jsonl"
+TrainingStage = SFTStage | RLStage | DPOStage
+#: Per training kind: its settings model and the field naming its data.
+TRAINING_KINDS: dict[str, tuple[type, str]] = {
+    "sft": (SFTSettings, "data"),
+    "rl": (RLSettings, "prompts"),
+    "dpo": (DPOSettings, "data"),
+}
 
 # Seconds on the 2-core reference machine with the default 135M model (measured; see README).
 # Only used to show an ETA before the first stage finishes; after that the runner rescales
@@ -81,20 +88,12 @@ class StageContext:
 
     # -- concrete settings: what the stage's command would receive -------------------------
 
-    def sft_settings(self, name: str, stage: SFTStage) -> SFTSettings:
+    def training_settings(self, name: str, stage: TrainingStage) -> SFTSettings | RLSettings | DPOSettings:
+        """The settings ``rulewise train sft|rl|dpo`` would receive, with references resolved."""
+        settings_class, data_field = TRAINING_KINDS[stage.kind]
         fields = stage.model_dump(exclude={"kind", "launcher", "out"})
-        fields |= {"model": self.resolve(stage.model), "data": self.resolve(stage.data)}
-        return SFTSettings(**fields, out=str(self.stage_dir(name)))
-
-    def dpo_settings(self, name: str, stage: DPOStage) -> DPOSettings:
-        fields = stage.model_dump(exclude={"kind", "launcher", "out"})
-        fields |= {"model": self.resolve(stage.model), "data": self.resolve(stage.data)}
-        return DPOSettings(**fields, out=str(self.stage_dir(name)))
-
-    def rl_settings(self, name: str, stage: RLStage) -> RLSettings:
-        fields = stage.model_dump(exclude={"kind", "launcher", "out"})
-        fields |= {"model": self.resolve(stage.model), "prompts": self.resolve(stage.prompts)}
-        return RLSettings(**fields, out=str(self.stage_dir(name)))
+        fields |= {"model": self.resolve(stage.model), data_field: self.resolve(getattr(stage, data_field))}
+        return settings_class(**fields, out=str(self.stage_dir(name)))
 
     def eval_config(self, stage: EvalStage, *, check_files: bool) -> tuple[EvalConfig, list[str]]:
         """The eval configuration, and notes on optional benchmarks left out (files missing)."""
@@ -135,44 +134,42 @@ class StageContext:
 # -- running ---------------------------------------------------------------------------------
 
 
+def run_training(kind: str, settings: Any) -> None:
+    """In this process: the function behind ``rulewise train KIND``."""
+    if kind == "sft":
+        from rulewise.training.sft import run_sft
+
+        run_sft(settings)
+    elif kind == "rl":
+        from rulewise.rl.train import run_rl
+
+        run_rl(settings)
+    else:
+        from rulewise.training.dpo import run_dpo
+
+        run_dpo(settings)
+
+
 def run_stage(ctx: StageContext, name: str) -> None:
     stage = ctx.recipe.stages[name]
     out = ctx.stage_dir(name)
     if isinstance(stage, PromptsStage):
         from rulewise.data.prompt_set import write_prompt_set
 
-        _, train, dev = write_prompt_set(
+        _, train_split, dev_split = write_prompt_set(
             out, seed=stage.seed, dev_fraction=stage.dev_fraction, math_count=stage.math_count
         )
-        ctx.console.print(f"{len(train)} train and {len(dev)} dev prompts in {out}")
+        ctx.console.print(f"{len(train_split)} train and {len(dev_split)} dev prompts in {out}")
     elif isinstance(stage, SynthesisStage):
         _run_synthesis(ctx, name, stage)
-    elif isinstance(stage, SFTStage):
-        settings = ctx.sft_settings(name, stage)
+    elif isinstance(stage, SFTStage | RLStage | DPOStage):
+        settings = ctx.training_settings(name, stage)
         if stage.launcher is not None:
-            _launch(ctx, name, "sft", settings, stage.launcher)
+            _launch(ctx, name, stage.kind, settings, stage.launcher)
         else:
-            from rulewise.training.sft import run_sft
-
-            run_sft(settings)
+            run_training(stage.kind, settings)
     elif isinstance(stage, PairsStage):
         _run_pairs(ctx, name, stage)
-    elif isinstance(stage, DPOStage):
-        settings = ctx.dpo_settings(name, stage)
-        if stage.launcher is not None:
-            _launch(ctx, name, "dpo", settings, stage.launcher)
-        else:
-            from rulewise.training.dpo import run_dpo
-
-            run_dpo(settings)
-    elif isinstance(stage, RLStage):
-        settings = ctx.rl_settings(name, stage)
-        if stage.launcher is not None:
-            _launch(ctx, name, "rl", settings, stage.launcher)
-        else:
-            from rulewise.rl.train import run_rl
-
-            run_rl(settings)
     elif isinstance(stage, EvalStage):
         from rulewise.evaluation.runner import run_eval
 
