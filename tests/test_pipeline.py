@@ -126,110 +126,97 @@ def test_fingerprints_follow_settings_and_upstream(tmp_path):
     assert launched == base  # how a stage is launched does not change what it computes
 
 
-# -- a whole pipeline on a tiny random model --------------------------------------------------
+# -- the quickstart on a tiny random model ------------------------------------------------------
 
-TINY = """\
-name: tiny-ascl
-model: {model}
-stages:
-  prompts:
-    kind: prompts
-    math_count: 4
-  bc:
-    kind: bc
-    prompts: "@prompts/train.jsonl"
-  sft:
-    kind: sft
-    model: base
-    data: "@bc"
-    max_steps: 2
-    batch_size: 2
-    max_length: 1024
-    precision: fp32
-    save_steps: 1
-  rl:
-    kind: rl
-    model: "@sft"
-    prompts: "@prompts/dev.jsonl"
-    max_steps: 1
-    prompts_per_step: 2
-    group_size: 2
-    micro_batch_size: 2
-    max_completion_length: 16
-    precision: fp32
-  eval-rl:
-    kind: eval
-    label: tiny RL
-    model: "@rl"
-    limit: 3
-    max_new_tokens: 8
-    precision: fp32
-    benches:
-      - "dev:custom=@prompts/dev.jsonl"
-      - {{spec: "strongreject=missing/strongreject.csv", optional: true}}
-  cd:
-    kind: context-distill
-    prompts: "@prompts/train.jsonl"
-  eval-base:
-    kind: eval
-    model: base
-    use_tools: false
-    limit: 3
-    max_new_tokens: 8
-    precision: fp32
-    benches: ["dev:custom=@prompts/dev.jsonl"]
-  report:
-    kind: report
-    runs: ["@eval-base", "@eval-rl"]
-"""
+
+def tiny_quickstart_overrides(model: Path) -> list[str]:
+    """The shipped ascl recipe at its fast budget, shrunk to seconds for a 2-layer random model."""
+    sets = [f"model={model}", "stages.prompts.math_count=4"]
+    for stage in ("sft", "sft-cd"):
+        sets += [
+            f"stages.{stage}.{k}" for k in ("max_steps=2", "batch_size=2", "precision=fp32", "save_steps=1")
+        ]
+    sets += [
+        f"stages.rl.{k}"
+        for k in (
+            "max_steps=1",
+            "prompts_per_step=2",
+            "group_size=2",
+            "micro_batch_size=2",
+            "max_completion_length=16",
+            "precision=fp32",
+            "train_top_layers=1",
+        )
+    ]
+    for stage in ("eval-base", "eval-sft", "eval-rl", "eval-cd"):
+        sets += [
+            f"stages.{stage}.benches=['dev:custom@3=@prompts/dev.jsonl', "
+            "{spec: 'strongreject=missing/strongreject.csv', optional: true}]",
+            f"stages.{stage}.max_new_tokens=8",
+            f"stages.{stage}.precision=fp32",
+        ]
+    return [arg for assignment in sets for arg in ("--set", assignment)]
 
 
 @pytest.mark.slow
-def test_pipeline_runs_end_to_end_resumes_after_an_interruption_and_caches(
-    tmp_path, tiny_checkpoint, monkeypatch
+def test_quickstart_runs_end_to_end_resumes_after_an_interruption_and_caches(
+    cli, tmp_path, tiny_checkpoint, monkeypatch
 ):
     import rulewise.rl.train as rl_train
 
-    recipe = load_recipe(_write(tmp_path, TINY.format(model=tiny_checkpoint)))
-    out = tmp_path / "run"
+    out = tmp_path / "quickstart"
+    args = ("quickstart", "--out", str(out), *tiny_quickstart_overrides(tiny_checkpoint))
     real_run_rl = rl_train.run_rl
 
-    def interrupted(*args, **kwargs):
+    def interrupted(*_args, **_kwargs):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(rl_train, "run_rl", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        run_recipe(recipe, out=out)
+    code, _, _ = cli(*args)  # Ctrl-C during the RL stage
+    assert code == 130  # click reports an interrupt as 128 + SIGINT
     state = json.loads((out / STATE_FILE).read_text())["stages"]
-    assert [state[s]["status"] for s in ("prompts", "bc", "sft", "rl")] == ["done", "done", "done", "running"]
+    assert [state[s]["status"] for s in ("prompts", "eval-base", "bc", "sft", "eval-sft", "rl")] == [
+        "done", "done", "done", "done", "done", "running"
+    ]  # fmt: skip
     assert "eval-rl" not in state
 
     monkeypatch.setattr(rl_train, "run_rl", real_run_rl)
-    outcomes = {o.name: o for o in run_recipe(recipe, out=out)}
-    assert [outcomes[s].status for s in ("prompts", "bc", "sft")] == ["cached"] * 3
-    assert all(outcomes[s].status == "ran" for s in ("rl", "eval-rl", "cd", "eval-base", "report"))
-    assert (out / "rl" / "model.safetensors").is_file()
-    assert (out / "cd" / "data.jsonl").is_file()
+    code, printed, err = cli(*args)
+    assert code == 0, err
+    recipe = load_recipe("ascl", budget="fast", overrides=args[4::2])
+    outcomes = {o.name: o.status for o in run_recipe(recipe, out=out)}  # a third run: all cached
+    assert set(outcomes.values()) == {"cached"} and len(outcomes) == 11
+    assert "rulewise comparison" in printed and str(out / "report" / "viewer.html") in printed
     report = (out / "report" / "report.md").read_text()
-    assert "tiny RL" in report and "eval-base" in report  # label, else the stage name
-    assert (out / "report" / "safety_utility.png").is_file() and (out / "report" / "viewer.html").is_file()
+    for label in ("base", "ASCL SFT", "ASCL SFT+IFPO", "context distillation"):
+        assert f"| {label} |" in report
+    assert (out / "report" / "safety_utility.png").is_file()
+    assert (out / "rl" / "model.safetensors").is_file() and (out / "sft-cd" / "model.safetensors").is_file()
     metrics = json.loads((out / "eval-rl" / "metrics.json").read_text())
     assert (
         metrics["run"]["model"] == str(out / "rl") and metrics["run"]["items"] == 3
     )  # optional bench left out
+    assert json.loads((out / "eval-cd" / "run.json").read_text())["use_tools"] is False
 
-    again = run_recipe(recipe, out=out)
-    assert all(o.status == "cached" for o in again)
 
-    changed = load_recipe(
-        _write(tmp_path, TINY.format(model=tiny_checkpoint)), overrides=["stages.rl.max_steps=2"]
-    )
+def test_changed_settings_are_refused_and_redo_reruns_downstream(tmp_path, monkeypatch):
+    """Caching by fingerprint, with the stages' work replaced by a recorder."""
+    from rulewise.pipeline import runner
+
+    ran: list[str] = []
+    monkeypatch.setattr(runner, "run_stage", lambda ctx, name: ran.append(name))
+    path = _write(tmp_path, GOOD)
+    out = tmp_path / "run"
+    run_recipe(load_recipe(path), out=out)
+    assert ran == ["prompts", "bc", "sft"]
+    changed = load_recipe(path, overrides=["stages.bc.teacher=hf:default"])
     with pytest.raises(RulewiseError, match="other settings") as info:
         run_recipe(changed, out=out)
-    assert info.value.field == "stages.rl" and "--redo rl" in info.value.hint
-    redone = {o.name: o.status for o in run_recipe(changed, out=out, redo=["rl"])}
-    assert redone["rl"] == redone["eval-rl"] == redone["report"] == "ran"
-    assert redone["sft"] == redone["eval-base"] == "cached"
+    assert info.value.field == "stages.bc" and "--redo bc" in info.value.hint
+    ran.clear()
+    (out / "bc").mkdir(parents=True)
+    outcomes = {o.name: o.status for o in run_recipe(changed, out=out, redo=["bc"])}
+    assert ran == ["bc", "sft"] and outcomes["prompts"] == "cached" and not (out / "bc").exists()
 
 
 def test_cli_run_dry_run_list_and_show(cli):

@@ -45,10 +45,12 @@ def _run(
     for outcome in reports:
         report = outcome.output / "report.md"
         console.print(report.read_text(encoding="utf-8"), markup=False, highlight=False)
-        console.print(
-            f"[green]report[/green] {report}\n[green]plot[/green] {outcome.output / 'safety_utility.png'}\n"
-            f"[green]viewer[/green] {outcome.output / 'viewer.html'}"
-        )
+        for name, path in (
+            ("report", report),
+            ("plot", outcome.output / "safety_utility.png"),
+            ("viewer", outcome.output / "viewer.html"),
+        ):
+            console.print(f"[green]{name}[/green] {path}", soft_wrap=True, highlight=False)
 
 
 def run_command(
@@ -80,6 +82,7 @@ def quickstart_command(
     budget: Annotated[
         Budget, typer.Option(help="fast: about 15 minutes on 2 CPU cores; full: the ascl recipe as written.")
     ] = Budget.fast,
+    overrides: SetOpt = None,
     redo: RedoOpt = None,
 ) -> None:
     """The whole ASCL pipeline on the default model: base eval, BC data, SFT, IFPO, evals, report.
@@ -89,7 +92,14 @@ def quickstart_command(
     Example: rulewise quickstart --out runs/quickstart
     """
     target = out or Path("runs/quickstart" if budget is Budget.fast else "runs/ascl")
-    _run("ascl", target, [], "fast" if budget is Budget.fast else None, list(redo or []), False)
+    _run(
+        "ascl",
+        target,
+        list(overrides or []),
+        "fast" if budget is Budget.fast else None,
+        list(redo or []),
+        False,
+    )
 
 
 @recipes_app.command("list")
