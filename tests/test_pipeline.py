@@ -148,10 +148,10 @@ def tiny_quickstart_overrides(model: Path) -> list[str]:
             "train_top_layers=1",
         )
     ]
+    benches = "['dev:custom@3=@prompts/dev.jsonl', {spec: 'strongreject=missing/sr.csv', optional: true}]"
     for stage in ("eval-base", "eval-sft", "eval-rl", "eval-cd"):
         sets += [
-            f"stages.{stage}.benches=['dev:custom@3=@prompts/dev.jsonl', "
-            "{spec: 'strongreject=missing/strongreject.csv', optional: true}]",
+            f"stages.{stage}.benches={benches}",
             f"stages.{stage}.max_new_tokens=8",
             f"stages.{stage}.precision=fp32",
         ]
