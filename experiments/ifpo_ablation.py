@@ -5,8 +5,9 @@
 Both runs use the same prompts, seed, rewards and number of steps; they differ only in
 ``algo``. Reported: the consultation rate over training on harmful and on benign prompts,
 IFPO's mode weights, and the final safety / compliance / consultation rate from
-``rulewise eval`` on the dev split's safety prompts (harmful, jailbreak, look-alike and plain
-benign; the maths problems are left out to keep the run under 30 minutes on 2 cores). Writes ``ablation.md`` and ``ablation.png`` under --out.
+``rulewise eval`` on a seeded 40 of the dev split's safety prompts (harmful, jailbreak,
+look-alike and plain benign; maths is left out) — sized so that the two RL runs and the three
+evaluations take under 30 minutes on 2 cores. Writes ``ablation.md`` and ``ablation.png`` under --out.
 Every stage is a resumable CLI command: rerun after an interruption. When --sft does not
 exist yet it is trained first, with experiments/bc_sft.yaml (the settings of bc_before_after.sh).
 """
@@ -128,7 +129,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sft", type=Path, default=Path("runs/bc_before_after/sft-bc"))
     parser.add_argument("--out", type=Path, default=Path("runs/ifpo_ablation"))
-    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--prompts-per-step", type=int, default=2)
     parser.add_argument("--group", type=int, default=4)
     parser.add_argument(
@@ -136,6 +137,7 @@ def main() -> None:
     )
     parser.add_argument("--learning-rate", type=float, default=1e-5)
     parser.add_argument("--alpha", type=float, default=1.0)
+    parser.add_argument("--eval-limit", type=int, default=40, help="dev safety prompts per evaluation")
     args = parser.parse_args()
 
     out, data = args.out, args.out / "data"
@@ -155,7 +157,12 @@ def main() -> None:
         )  # fmt: skip
         seconds[algo] = time.monotonic() - started
         histories[algo] = history(run)
-    bench = ["--bench", f"dev:custom={safety_split(data / 'prompts')}"]
+    bench = [
+        "--bench",
+        f"dev:custom@{args.eval_limit}={safety_split(data / 'prompts')}",
+        "--max-new-tokens",
+        "192",
+    ]
     evals = {name: out / f"eval-{name}" for name in ("sft", *ALGOS)}
     for name, run in evals.items():
         model = args.sft if name == "sft" else out / name
