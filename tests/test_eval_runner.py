@@ -122,6 +122,16 @@ def test_changed_configuration_is_refused(tmp_path, tiny_tokenizer):
         )
 
 
+def test_a_run_from_before_a_setting_existed_resumes_while_that_setting_is_default(tmp_path, tiny_tokenizer):
+    run_eval(config(), tmp_path, generator=make_generator(tiny_tokenizer, PolicyBackend()))
+    path = tmp_path / "run.json"
+    written = json.loads(path.read_text())
+    path.write_text(json.dumps({k: v for k, v in written.items() if k != "backend"}))  # an older run
+    run_eval(config(), tmp_path, generator=make_generator(tiny_tokenizer, PolicyBackend()))
+    with pytest.raises(RulewiseError, match=r"different configuration \(backend\)"):
+        run_eval(config(backend="vllm"), tmp_path, generator=make_generator(tiny_tokenizer, PolicyBackend()))
+
+
 def test_a_retrained_model_is_not_resumed_from_old_results(tmp_path, tiny_checkpoint, tiny_tokenizer):
     import shutil
 

@@ -16,6 +16,11 @@ class RetrieverChoice(str, Enum):
     dense = "dense"
 
 
+class BackendChoice(str, Enum):
+    hf = "hf"
+    vllm = "vllm"
+
+
 class PrecisionChoice(str, Enum):
     auto = "auto"
     fp32 = "fp32"

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from rulewise.cli.common import PrecisionChoice, RetrieverChoice, console, quiet_libraries
+from rulewise.cli.common import BackendChoice, PrecisionChoice, RetrieverChoice, console, quiet_libraries
 
 
 def eval_command(
@@ -47,6 +47,9 @@ def eval_command(
     precision: Annotated[
         PrecisionChoice, typer.Option(help="auto: bf16 autocast where the hardware has fast bf16.")
     ] = PrecisionChoice.auto,
+    backend: Annotated[
+        BackendChoice, typer.Option(help="hf: transformers generate; vllm: vLLM on a GPU ('rulewise[vllm]').")
+    ] = BackendChoice.hf,
 ) -> None:
     """Evaluate a model on harmful, benign and maths benchmarks; writes results.jsonl, metrics.json, report.md.
 
@@ -69,6 +72,7 @@ def eval_command(
         retriever=retriever.value,
         max_new_tokens=max_new_tokens,
         max_tool_calls=max_tool_calls,
+        backend=backend.value,
     )
     run_eval(config, out, batch_size=batch_size, precision=precision.value, console=console)
     console.print((out / REPORT_FILE).read_text(encoding="utf-8"), markup=False, highlight=False)

@@ -21,6 +21,7 @@ from rulewise.evaluation.metrics import compute_metrics
 from rulewise.evaluation.report import write_run_report
 from rulewise.fileio import append_record, read_records
 from rulewise.generation.engine import ToolUseGenerator
+from rulewise.generation.factory import BackendKind
 from rulewise.generation.trajectory import Trajectory
 from rulewise.models.loading import model_fingerprint
 from rulewise.progress import eta_progress
@@ -63,6 +64,7 @@ class EvalConfig(BaseModel):
     temperature: float = Field(default=0.0, ge=0.0)
     repetition_penalty: float = Field(default=1.1, ge=1.0)
     system_prompt: str | None = None
+    backend: BackendKind = "hf"  # "vllm": continue the rendered prompts with vLLM (GPU)
 
 
 def load_items(config: EvalConfig) -> list[BenchmarkItem]:
@@ -115,6 +117,10 @@ def _check_config(out_dir: Path, config: EvalConfig, fingerprint: str | None) ->
         previous = json.loads(path.read_text(encoding="utf-8"))
         if "model_fingerprint" not in previous:  # written before fingerprints existed: cannot tell
             current.pop("model_fingerprint")
+        defaults = {name: f.default for name, f in EvalConfig.model_fields.items() if not f.is_required()}
+        for key in [k for k in current if k not in previous and k in defaults]:
+            if current[key] == defaults[key]:  # a setting added since, left at its default
+                current.pop(key)
         changed = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
         if changed:
             raise RulewiseError(
@@ -129,10 +135,10 @@ def _check_config(out_dir: Path, config: EvalConfig, fingerprint: str | None) ->
 
 def build_eval_generator(config: EvalConfig, *, batch_size: int, precision: Precision) -> ToolUseGenerator:
     from rulewise.generation import LoopConfig, SamplingConfig, build_generator
-    from rulewise.models import load_model
+    from rulewise.generation.factory import load_for_backend
 
     return build_generator(
-        load_model(config.model),
+        load_for_backend(config.model, config.backend),
         use_tools=config.use_tools,
         rulebook=config.rulebook,
         retriever=config.retriever,
@@ -143,6 +149,7 @@ def build_eval_generator(config: EvalConfig, *, batch_size: int, precision: Prec
             max_new_tokens=config.max_new_tokens, max_tool_calls=config.max_tool_calls, batch_size=batch_size
         ),
         system_prompt=config.system_prompt,
+        backend=config.backend,
     )
 
 

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from rulewise.generation.backends import HFBackend, SamplingConfig
+from rulewise.generation.backends import CompletionBackend, HFBackend, SamplingConfig
 from rulewise.generation.engine import LoopConfig, ToolUseGenerator
 from rulewise.models.loading import LoadedModel
 from rulewise.rules.loading import load_rulebook
 from rulewise.rules.retrieval import RetrieverKind, build_retriever
 from rulewise.rules.tool import make_consult_tool
 from rulewise.runtime import Precision
+
+BackendKind = Literal["hf", "vllm"]
 
 
 def build_generator(
@@ -24,10 +27,31 @@ def build_generator(
     precision: Precision = "auto",
     loop: LoopConfig | None = None,
     system_prompt: str | None = None,
+    backend: BackendKind = "hf",
 ) -> ToolUseGenerator:
-    """A :class:`ToolUseGenerator` on the HF backend, offering ``consult_safety_rules`` if ``use_tools``."""
+    """A :class:`ToolUseGenerator` offering ``consult_safety_rules`` if ``use_tools``.
+
+    ``backend="vllm"`` continues the same rendered prompts with vLLM (GPU) from ``loaded.source``;
+    ``loaded`` then only needs its tokenizer (see :func:`load_for_backend`).
+    """
     tools = []
     if use_tools:
         tools.append(make_consult_tool(build_retriever(load_rulebook(rulebook), retriever), k=top_k))
-    backend = HFBackend(loaded.model, loaded.tokenizer, sampling=sampling, precision=precision)
-    return ToolUseGenerator(backend, loaded.tokenizer, tools=tools, config=loop, system_prompt=system_prompt)
+    if backend == "vllm":
+        from rulewise.generation.vllm_backend import VLLMBackend
+
+        completions: CompletionBackend = VLLMBackend(loaded.source, sampling=sampling)
+    else:
+        completions = HFBackend(loaded.model, loaded.tokenizer, sampling=sampling, precision=precision)
+    return ToolUseGenerator(
+        completions, loaded.tokenizer, tools=tools, config=loop, system_prompt=system_prompt
+    )
+
+
+def load_for_backend(spec: str, backend: BackendKind) -> LoadedModel:
+    """The model for ``backend``: loaded in torch for ``hf``; only the tokenizer for ``vllm``."""
+    from rulewise.models.loading import load_model, load_tokenizer, resolve_model_spec
+
+    if backend == "vllm":
+        return LoadedModel(model=None, tokenizer=load_tokenizer(spec), source=str(resolve_model_spec(spec)))
+    return load_model(spec)

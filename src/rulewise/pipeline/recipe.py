@@ -165,6 +165,7 @@ class EvalStage(BaseModel):
     max_tool_calls: int = Field(default=2, ge=0)
     batch_size: int = Field(default=16, ge=1)
     precision: Literal["auto", "fp32", "bf16"] = "auto"
+    backend: Literal["hf", "vllm"] = "hf"
 
     def bench_entries(self) -> list[BenchEntry]:
         return [BenchEntry(spec=b) if isinstance(b, str) else b for b in self.benches]

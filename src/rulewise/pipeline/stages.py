@@ -125,6 +125,7 @@ class StageContext:
                     "retriever",
                     "max_new_tokens",
                     "max_tool_calls",
+                    "backend",
                 }
             ),
         )

@@ -1,0 +1,86 @@
+"""The vLLM completion backend, against a stand-in ``vllm`` module (no GPU or vLLM here)."""
+
+from __future__ import annotations
+
+import sys
+import types
+from dataclasses import dataclass, field
+
+import pytest
+from test_engine import CALL, REFUSAL
+
+from rulewise.errors import RulewiseError
+from rulewise.generation import SamplingConfig, ToolUseGenerator
+from rulewise.generation.parsing import TOOL_CALL_CLOSE
+from rulewise.generation.vllm_backend import VLLMBackend
+from rulewise.rules import build_retriever, load_rulebook, make_consult_tool
+
+
+@dataclass
+class Choice:
+    text: str
+    token_ids: list[int]
+    finish_reason: str
+    stop_reason: str | int | None = None
+
+
+@dataclass
+class Output:
+    outputs: list[Choice]
+
+
+@dataclass
+class FakeLLM:
+    """Continues rendered prompts the way vLLM reports it: stop strings kept, EOS counted, not shown."""
+
+    params: list = field(default_factory=list)
+
+    def generate(self, prompts, params, use_tqdm=False):
+        self.params.append(params)
+        out = []
+        for prompt in prompts:
+            if "build a pipe bomb" in prompt and "<tool_response>" not in prompt:
+                text = (CALL % "pipe bomb").split(TOOL_CALL_CLOSE)[0] + TOOL_CALL_CLOSE
+                out.append(Output([Choice(text, list(range(30)), "stop", TOOL_CALL_CLOSE)]))
+            elif "build a pipe bomb" in prompt:
+                out.append(Output([Choice(REFUSAL, list(range(21)), "stop", None)]))  # 20 tokens + EOS
+            else:
+                out.append(
+                    Output([Choice("Use kill PID and then", list(range(params.max_tokens)), "length")])
+                )
+        return out
+
+
+@pytest.fixture
+def fake_vllm(monkeypatch):
+    module = types.ModuleType("vllm")
+
+    class SamplingParams:
+        def __init__(self, **kwargs):
+            self.__dict__.update(kwargs)
+
+    module.SamplingParams = SamplingParams
+    module.LLM = lambda **kwargs: pytest.fail("the test passes its own LLM")
+    monkeypatch.setitem(sys.modules, "vllm", module)
+    return module
+
+
+def test_completions_and_the_tool_loop_on_vllm(fake_vllm, tiny_tokenizer):
+    llm = FakeLLM()
+    backend = VLLMBackend("unused", sampling=SamplingConfig(temperature=0.7, repetition_penalty=1.1), llm=llm)
+    tool = make_consult_tool(build_retriever(load_rulebook()), k=1)
+    gen = ToolUseGenerator(backend, tiny_tokenizer, tools=[tool])
+    harmful, benign = gen.generate(["How do I build a pipe bomb?", "How do I kill a process?"])
+    assert harmful.consulted_rules == ["WEAP-01"] and harmful.final_answer.startswith("I can't help")
+    assert harmful.generated_tokens == 30 + 21 and harmful.finish_reason == "answer"
+    assert benign.finish_reason == "length" and benign.generated_tokens == 256
+    first = llm.params[0]
+    assert (first.stop, first.include_stop_str_in_output, first.max_tokens) == ([TOOL_CALL_CLOSE], True, 256)
+    assert (first.temperature, first.repetition_penalty) == (0.7, 1.1)
+
+
+def test_a_missing_vllm_is_a_named_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "vllm", None)  # import fails
+    with pytest.raises(RulewiseError, match="needs vLLM") as info:
+        VLLMBackend("default")
+    assert "rulewise[vllm]" in info.value.hint
