@@ -285,3 +285,14 @@ def test_a_stage_with_a_launcher_runs_as_an_accelerate_job(tmp_path, tiny_checkp
     assert f"data: {tmp_path / 'run' / 'bc' / 'data.jsonl'}" in written
     assert (tmp_path / "run" / "sft" / "model.safetensors").is_file()
     assert (tmp_path / "run" / "sft" / "log_history.jsonl").is_file()
+
+
+def test_pipeline_eta_rescales_smoothly():
+    from rulewise.pipeline.runner import _ETA
+
+    eta = _ETA({"prompts": 2.0, "sft": 600.0, "eval": 300.0})
+    assert eta.remaining(["sft", "eval"]) == 900.0  # nothing measured: the reference timings
+    eta.finish("prompts", 0.1)  # a near-instant first stage barely moves it
+    assert 880 < eta.remaining(["sft", "eval"]) < 900
+    eta.finish("sft", 1200.0)  # this machine trains at half the reference speed
+    assert 500 < eta.remaining(["eval"]) < 600

@@ -107,20 +107,25 @@ def _format_minutes(seconds: float) -> str:
 
 
 class _ETA:
-    """Pipeline ETA: the stages' reference estimates, rescaled by how this machine has done so far."""
+    """Pipeline ETA: the stages' reference estimates, rescaled by how this machine has done so far.
+
+    The rescaling starts from a prior of ``PRIOR_SECONDS`` at reference speed, so a stage of
+    a few seconds (writing the prompt set) cannot swing the estimate for an hour of training.
+    """
+
+    PRIOR_SECONDS = 120.0
 
     def __init__(self, estimates: dict[str, float]) -> None:
         self.estimates = estimates
-        self.estimated_done = 0.0
-        self.actual_done = 0.0
+        self.estimated_done = self.PRIOR_SECONDS
+        self.actual_done = self.PRIOR_SECONDS
 
     def finish(self, name: str, seconds: float) -> None:
         self.estimated_done += self.estimates[name]
         self.actual_done += seconds
 
     def remaining(self, names: list[str]) -> float:
-        speed = self.actual_done / self.estimated_done if self.estimated_done > 0 else 1.0
-        return speed * sum(self.estimates[n] for n in names)
+        return self.actual_done / self.estimated_done * sum(self.estimates[n] for n in names)
 
 
 def _redo(
