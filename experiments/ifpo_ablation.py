@@ -129,7 +129,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sft", type=Path, default=Path("runs/bc_before_after/sft-bc"))
     parser.add_argument("--out", type=Path, default=Path("runs/ifpo_ablation"))
-    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--prompts-per-step", type=int, default=2)
     parser.add_argument("--group", type=int, default=4)
     parser.add_argument(
