@@ -56,7 +56,13 @@ def main() -> None:
     parser.add_argument(
         "--keep", action="store_true", help="continue an existing --out instead of starting over"
     )
+    parser.add_argument(
+        "--analyse", type=Path, help="only print the model figures of a finished quickstart directory"
+    )
     args = parser.parse_args()
+    if args.analyse is not None:
+        print_outcomes(args.analyse)
+        return
     if args.out.exists() and not args.keep:
         shutil.rmtree(args.out)
 
@@ -84,7 +90,11 @@ def main() -> None:
     print(
         f"\nquickstart --budget {args.budget}: {seconds / 60:.1f} min wall, peak memory {peak / 2**30:.2f} GiB"
     )
-    runs = {name: args.out / f"eval-{name}" for name in ("base", "sft", "rl")}
+    print_outcomes(args.out)
+
+
+def print_outcomes(out: Path) -> None:
+    runs = {name: out / f"eval-{name}" for name in ("base", "sft", "rl")}
     refused = {name: share(dev_records(run), "harmful", "refused") for name, run in runs.items()}
     jailbreaks = {name: share(dev_records(run), "jailbreak", "refused") for name, run in runs.items()}
     lookalikes = {name: share(dev_records(run), "lookalike", "complied") for name, run in runs.items()}
