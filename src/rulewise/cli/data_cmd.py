@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -12,9 +10,9 @@ import typer
 from rich.table import Table
 
 from rulewise.cli.common import console
+from rulewise.progress import job_progress
 
 if TYPE_CHECKING:
-    from rulewise.data.jobs import ProgressHooks
     from rulewise.data.synthesis import SynthesisReport
 
 app = typer.Typer(help="Build training data.", no_args_is_help=True)
@@ -89,20 +87,6 @@ def _print_report(report: SynthesisReport, out: Path) -> None:
         )
 
 
-@contextmanager
-def _progress(label: str) -> Iterator[ProgressHooks]:
-    """A progress bar for one synthesis job, in the shape the jobs take."""
-    from rulewise.progress import eta_progress
-
-    with eta_progress(console) as progress:
-
-        def hooks(total: int) -> Callable[[], None]:
-            task = progress.add_task(label, total=total)
-            return lambda: progress.advance(task)
-
-        yield hooks
-
-
 @app.command("bc")
 def bc_command(
     prompts: PromptsOpt,
@@ -119,7 +103,7 @@ def bc_command(
     """
     from rulewise.data.jobs import synthesize_bc
 
-    with _progress(f"teacher {teacher}") as hooks:
+    with job_progress(console, f"teacher {teacher}") as hooks:
         report = synthesize_bc(
             prompts, out, teacher=teacher, rulebook=rulebook, paraphrase=paraphrase, progress=hooks
         )
@@ -136,7 +120,7 @@ def context_distill_command(
     """
     from rulewise.data.jobs import synthesize_context_distill
 
-    with _progress(f"teacher context-distill:{teacher}") as hooks:
+    with job_progress(console, f"teacher context-distill:{teacher}") as hooks:
         report = synthesize_context_distill(prompts, out, teacher=teacher, rulebook=rulebook, progress=hooks)
     _print_report(report, out)
 
@@ -157,7 +141,7 @@ def rw_command(
     """
     from rulewise.data.jobs import synthesize_rw
 
-    with _progress(f"teacher rw:{teacher}") as hooks:
+    with job_progress(console, f"teacher rw:{teacher}") as hooks:
         report = synthesize_rw(
             prompts, out, teacher=teacher, rulebook=rulebook, shortest_of=shortest_of, progress=hooks
         )
@@ -192,7 +176,7 @@ def srpo_command(
         raise RulewiseError(
             f"unknown splitter '{splitter}'", field="splitter", hint="paragraphs, numbered or sentences"
         )
-    with _progress(f"pairs from {model}") as hooks:
+    with job_progress(console, f"pairs from {model}") as hooks:
         stats = synthesize_srpo_pairs(
             model,
             prompts,

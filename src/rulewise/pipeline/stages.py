@@ -10,8 +10,6 @@ from __future__ import annotations
 import shlex
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +33,7 @@ from rulewise.pipeline.recipe import (
     SynthesisStage,
     parse_reference,
 )
+from rulewise.progress import job_progress
 from rulewise.rl.train import RLSettings
 from rulewise.training.dpo import DPOSettings
 from rulewise.training.sft import SFTSettings
@@ -194,7 +193,7 @@ def _run_synthesis(ctx: StageContext, name: str, stage: SynthesisStage) -> None:
 
     out = ctx.stage_dir(name) / DATA_FILE
     prompts = ctx.resolve(stage.prompts)
-    with _progress(ctx, f"teacher {stage.teacher}") as hooks:
+    with job_progress(ctx.console, f"teacher {stage.teacher}") as hooks:
         if stage.kind == "rw":
             report = synthesize_rw(
                 prompts,
@@ -223,27 +222,13 @@ def _run_synthesis(ctx: StageContext, name: str, stage: SynthesisStage) -> None:
     )
 
 
-@contextmanager
-def _progress(ctx: StageContext, label: str) -> Iterator[Callable[[int], Callable[[], None]]]:
-    """A progress bar in the shape the data jobs take (see ``rulewise.data.jobs.ProgressHooks``)."""
-    from rulewise.progress import eta_progress
-
-    with eta_progress(ctx.console) as progress:
-
-        def hooks(total: int) -> Callable[[], None]:
-            task = progress.add_task(label, total=total)
-            return lambda: progress.advance(task)
-
-        yield hooks
-
-
 def _run_pairs(ctx: StageContext, name: str, stage: PairsStage) -> None:
     import json
 
     from rulewise.data.jobs import synthesize_srpo_pairs
     from rulewise.saro.pairs import stats_summary
 
-    with _progress(ctx, "SRPO pairs") as hooks:
+    with job_progress(ctx.console, "SRPO pairs") as hooks:
         stats = synthesize_srpo_pairs(
             ctx.resolve(stage.model),
             ctx.resolve(stage.prompts),
