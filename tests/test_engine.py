@@ -200,6 +200,9 @@ def test_scripted_model_through_hf_generate_stops_at_tool_calls(tiny_tokenizer, 
     # Tokens: the call up to and including </tool_call>, then the answer plus its end-of-turn token.
     assert harmful.generated_tokens == len(encode(CALL % "pipe bomb")) + len(encode("Refused.")) + 1
     assert (benign.final_answer, benign.generated_tokens) == ("Use kill.", len(encode("Use kill.")) + 1)
+    # Reasoning tokens: only the <think> blocks of both turns ("Refused." and "Use kill." have none).
+    assert harmful.reasoning_tokens == len(encode("This may be dangerous."))
+    assert benign.reasoning_tokens == 0
 
 
 def test_token_limit_gives_length_finish(tiny_tokenizer, tool):

@@ -131,7 +131,7 @@ def test_fingerprints_follow_settings_and_upstream(tmp_path):
 
 def tiny_quickstart_overrides(model: Path) -> list[str]:
     """The shipped ascl recipe at its fast budget, shrunk to seconds for a 2-layer random model."""
-    sets = [f"model={model}", "stages.prompts.math_count=4"]
+    sets = [f"model={model}", "stages.prompts.math_count=4", "stages.sft.train_top_layers=1"]
     for stage in ("sft", "sft-cd"):
         sets += [
             f"stages.{stage}.{k}" for k in ("max_steps=2", "batch_size=2", "precision=fp32", "save_steps=1")
@@ -179,6 +179,7 @@ def test_quickstart_runs_end_to_end_resumes_after_an_interruption_and_caches(
         "done", "done", "done", "done", "done", "running"
     ]  # fmt: skip
     assert "eval-rl" not in state
+    assert all(0 < state[s]["peak_rss_gib"] < 64 for s in ("prompts", "eval-base", "sft"))
 
     monkeypatch.setattr(rl_train, "run_rl", real_run_rl)
     code, printed, err = cli(*args)

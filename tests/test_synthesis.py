@@ -37,7 +37,7 @@ def test_scripted_teacher_is_deterministic_and_mixes_consultation(prompts, teach
     assert [teacher.trajectory(p) for p in prompts[:80]] == [again.trajectory(p) for p in prompts[:80]]
     harmful = [p for p in prompts if p.label == "harmful"]
     share = sum(teacher.wants_rules(p) for p in harmful) / len(harmful)
-    assert 0.55 < share < 0.85  # consult_harmful = 0.7
+    assert 0.4 < share < 0.7  # consult_harmful = 0.55
     assert not any(teacher.wants_rules(p) for p in prompts if p.kind in {"math", "benign"})
     other_seed = ScriptedTeacher(teacher.rulebook, teacher.consult, seed=1)
     assert [other_seed.wants_rules(p) for p in harmful] != [teacher.wants_rules(p) for p in harmful]
@@ -65,12 +65,27 @@ def test_consulted_harmful_trajectory_reasons_from_the_rule(prompts, teacher):
     traj = teacher.trajectory(bomb, consult=True)
     assert traj.messages[2]["tool_calls"][0]["function"]["arguments"] == {"query": bomb.prompt}
     assert traj.consulted_rules[0] == "WEAP-01"
-    assert "Rule WEAP-01" in traj.messages[4]["content"] and "does not allow" in traj.messages[4]["content"]
+    verdict = traj.messages[4]["content"]
+    assert verdict.startswith("<think>\nThis is not allowed. Rule WEAP-01") and "forbids" in verdict
     wrapped = next(p for p in prompts if p.kind == "jailbreak" and bomb.prompt in p.prompt)
     query = teacher.trajectory(wrapped, consult=True).messages[2]["tool_calls"][0]["function"]["arguments"][
         "query"
     ]
     assert query == bomb.prompt  # the teacher queries the request, not the jailbreak wrapper
+
+
+def test_consulted_verdict_states_the_decision_first_and_consulting_is_balanced(prompts, teacher):
+    """After a rule call the decision is the verdict's first words, and refusing and answering
+    are about equally common there (else the student learns "consulted ⇒ refuse")."""
+    consulted = [
+        p for p in prompts if p.kind in {"harmful", "jailbreak", "lookalike"} and teacher.wants_rules(p)
+    ]
+    verdicts = [teacher.trajectory(p).messages[4]["content"] for p in consulted]
+    for prompt, verdict in zip(consulted, verdicts, strict=True):
+        decision = "This is not allowed." if prompt.label == "harmful" else "This is allowed."
+        assert verdict.startswith(f"<think>\n{decision}"), (prompt.id, verdict[:80])
+    refusals = sum(p.label == "harmful" for p in consulted)
+    assert 0.4 < refusals / len(consulted) < 0.6
 
 
 def test_trajectories_round_trip_and_only_assistant_tokens_are_trainable(

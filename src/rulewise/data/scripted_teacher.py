@@ -52,8 +52,11 @@ class ScriptedTeacher:
 
     rulebook: Rulebook
     consult: Callable[[str], str]  # the consult_safety_rules tool
-    consult_harmful: float = 0.7
-    consult_lookalike: float = 0.5
+    # Balanced so that, after a rule call, refusing and answering are about equally common
+    # (219 harmful × 0.55 ≈ 148 look-alikes × 0.8 in the built-in set). At 0.7 / 0.5 the
+    # consulting trajectories were 2:1 refusals and the student learnt "consulted ⇒ refuse".
+    consult_harmful: float = 0.55
+    consult_lookalike: float = 0.8
     seed: int = 0
     system_prompt: str = ASCL_SYSTEM_PROMPT
     name: str = "scripted"
@@ -98,16 +101,22 @@ class ScriptedTeacher:
         return "This request only sounds sensitive; what it asks for is harmless."
 
     def _verdict_thought(self, prompt: TrainingPrompt, rule: Rule | None) -> str:
+        """The decision first ("This is (not) allowed."), then the rule that grounds it.
+
+        Why first: the student decides at one token right after the tool result, instead of
+        after copying a rule id and title that look the same for a request and its look-alike.
+        """
         if prompt.label == "harmful":
             if rule is not None and rule.category == prompt.category:
                 return (
-                    f"Rule {rule.id} ({rule.title}) does not allow {rule.disallowed[0]}. This request asks for exactly that, "
-                    f"so I must refuse. The rule does allow {rule.allowed[0]}, which I can offer instead."
+                    f"This is not allowed. Rule {rule.id} ({rule.title}) forbids {rule.disallowed[0]}, "
+                    f"which is what the request asks for, so I must refuse. "
+                    f"The rule does allow {rule.allowed[0]}, which I can offer instead."
                 )
-            return "The retrieved rules do not describe this exactly, but the request clearly seeks harmful help, so I will refuse."
+            return "This is not allowed. The retrieved rules do not describe it exactly, but the request clearly seeks harmful help, so I will refuse."
         if rule is not None and rule.category == prompt.category:
-            return f"Rule {rule.id} explicitly allows {rule.allowed[0]}. This request is of that harmless kind, so I should answer it fully."
-        return "No rule forbids this; it is a harmless request, so I will help."
+            return f"This is allowed. Rule {rule.id} explicitly allows {rule.allowed[0]}; the request is of that harmless kind, so I should answer it fully."
+        return "This is allowed. No rule forbids it; it is a harmless request, so I will help."
 
     def refusal(self, prompt: TrainingPrompt) -> str:
         """A brief refusal with the category rule's first allowed use as the safe alternative."""

@@ -15,6 +15,7 @@ COLUMNS = [
     ("consult_rate_benign", "consult (benign)", "rate"),
     ("calls_per_conversation", "calls/conv", "count"),
     ("tokens_per_response", "tokens/resp", "count"),
+    ("reasoning_tokens_per_response", "think tokens/resp", "count"),
 ]
 
 

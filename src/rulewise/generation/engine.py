@@ -19,7 +19,7 @@ from typing import Any
 from transformers import PreTrainedTokenizerBase
 
 from rulewise.generation.backends import CompletionBackend
-from rulewise.generation.parsing import parse_assistant_turn
+from rulewise.generation.parsing import parse_assistant_turn, split_reasoning
 from rulewise.generation.prompts import default_system_prompt
 from rulewise.generation.tools import ToolRegistry
 from rulewise.generation.trajectory import Trajectory
@@ -63,6 +63,15 @@ class ToolUseGenerator:
             messages.insert(0, {"role": "system", "content": self.system_prompt})
         return messages
 
+    def count_reasoning_tokens(self, text: str) -> int:
+        """Tokens of a completion's ``<think>`` block (an unclosed one runs to the end).
+
+        Why: reasoning length is what shortest rejection sampling and IFPO's consultation
+        trade against; ``generated_tokens`` alone mixes it with answer length.
+        """
+        reasoning, _ = split_reasoning(text)
+        return len(self.tokenizer(reasoning, add_special_tokens=False)["input_ids"]) if reasoning else 0
+
     def render(self, messages: Conversation) -> str:
         tools = self.registry.schemas_source if self.registry else None
         return self.tokenizer.apply_chat_template(
@@ -103,6 +112,7 @@ class ToolUseGenerator:
             for index, completion in zip(batch, completions, strict=True):
                 traj = states[index]
                 traj.generated_tokens += completion.num_tokens
+                traj.reasoning_tokens += self.count_reasoning_tokens(completion.text)
                 traj.assistant_turns += 1
                 if self._step(traj, completion.text, completion.stop):
                     waiting.append(index)

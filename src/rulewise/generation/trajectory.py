@@ -28,6 +28,7 @@ class Trajectory(BaseModel):
     num_malformed_calls: int = 0  # calls that produced a tool error (bad JSON, unknown tool, bad args)
     truncated_tool_call: bool = False  # a call was being written when the token limit hit
     generated_tokens: int = 0
+    reasoning_tokens: int = 0  # of generated_tokens, those inside <think> blocks (all turns)
     assistant_turns: int = 0
     finish_reason: FinishReason = "answer"
 

@@ -10,7 +10,6 @@ those of every stage downstream of it.
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import json
 import re
@@ -23,6 +22,7 @@ from typing import Any, Literal
 from rich.console import Console
 from rich.table import Table
 
+from rulewise import memory
 from rulewise.errors import RulewiseError
 from rulewise.pipeline.recipe import (
     BASE_MODEL,
@@ -88,8 +88,18 @@ class PipelineState:
         )
         tmp.replace(self.path)  # atomic: a kill never leaves a half-written state file
 
-    def mark(self, recipe: Recipe, name: str, fingerprint: str, status: Status, seconds: float) -> None:
+    def mark(
+        self,
+        recipe: Recipe,
+        name: str,
+        fingerprint: str,
+        status: Status,
+        seconds: float,
+        peak_rss_gib: float | None = None,
+    ) -> None:
         self.stages[name] = {"fingerprint": fingerprint, "status": status, "seconds": round(seconds, 1)}
+        if peak_rss_gib is not None:
+            self.stages[name]["peak_rss_gib"] = peak_rss_gib
         self.save(recipe)
 
 
@@ -100,6 +110,7 @@ class StageOutcome:
     status: Literal["ran", "cached"]
     seconds: float
     output: Path
+    peak_rss_gib: float | None = None  # this stage's own high-water mark (rulewise.memory)
 
 
 def _format_minutes(seconds: float) -> str:
@@ -180,7 +191,14 @@ def run_recipe(
         if previous is not None and previous["status"] == "done":
             console.print(f"[dim][{index}/{len(names)}] {name} ({stage.kind}): done earlier, skipped[/dim]")
             outcomes.append(
-                StageOutcome(name, stage.kind, "cached", previous["seconds"], ctx.main_output(name))
+                StageOutcome(
+                    name,
+                    stage.kind,
+                    "cached",
+                    previous["seconds"],
+                    ctx.main_output(name),
+                    previous.get("peak_rss_gib"),
+                )
             )
             continue
         left = eta.remaining(names[index - 1 :])
@@ -189,22 +207,27 @@ def run_recipe(
         )
         state.mark(recipe, name, prints[name], "running", 0.0)
         started = time.perf_counter()
+        memory.reset_peak()
         run_stage(ctx, name)
-        gc.collect()  # trainers hold reference cycles: free this stage's models before the next loads its own
+        memory.release_free_memory()  # free this stage's models before the next loads its own
         seconds = time.perf_counter() - started
-        state.mark(recipe, name, prints[name], "done", seconds)
+        peak = memory.gib(memory.peak_bytes())
+        state.mark(recipe, name, prints[name], "done", seconds, peak)
         eta.finish(name, seconds)
-        outcomes.append(StageOutcome(name, stage.kind, "ran", seconds, ctx.main_output(name)))
-        console.print(f"[green]✓[/green] {name} in {_format_minutes(seconds)} → {ctx.main_output(name)}")
+        outcomes.append(StageOutcome(name, stage.kind, "ran", seconds, ctx.main_output(name), peak))
+        console.print(
+            f"[green]✓[/green] {name} in {_format_minutes(seconds)}, peak {peak:.1f} GiB → {ctx.main_output(name)}"
+        )
     return outcomes
 
 
 def summary_table(outcomes: list[StageOutcome]) -> Table:
     table = Table(title="pipeline")
-    for column in ("stage", "kind", "this run", "time", "output"):
+    for column in ("stage", "kind", "this run", "time", "peak memory", "output"):
         table.add_column(column)
     for o in outcomes:
-        table.add_row(o.name, o.kind, o.status, _format_minutes(o.seconds), str(o.output))
+        peak = "–" if o.peak_rss_gib is None else f"{o.peak_rss_gib:.1f} GiB"
+        table.add_row(o.name, o.kind, o.status, _format_minutes(o.seconds), peak, str(o.output))
     return table
 
 
