@@ -105,7 +105,9 @@ def summarize(records: Sequence[Record], *, resamples: int = 1000, seed: int = 0
         "calls_per_conversation": ci(everything, lambda r: r["num_tool_calls"]),
         "tokens_per_response": ci(everything, lambda r: r["generated_tokens"]),
         # results files written before reasoning was counted have no such field: left out, not 0
-        "reasoning_tokens_per_response": ci(lambda r: "reasoning_tokens" in r, lambda r: r["reasoning_tokens"]),
+        "reasoning_tokens_per_response": ci(
+            lambda r: "reasoning_tokens" in r, lambda r: r["reasoning_tokens"]
+        ),
         "clean_finish": ci(everything, lambda r: r["ended_cleanly"]),
     }
     metrics["overall"] = overall_score(
