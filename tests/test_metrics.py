@@ -85,3 +85,13 @@ def test_compute_metrics_by_hand():
     assert set(metrics["benchmarks"]) == {"gsm", "sr", "xs"}
     assert metrics["benchmarks"]["sr"]["compliance"]["value"] is None
     assert metrics["benchmarks"]["xs"]["overall"] == pytest.approx(0.5)
+
+
+def test_metrics_table_shows_a_metric_missing_from_an_older_run_as_a_dash():
+    from rulewise.evaluation.report import metrics_table
+
+    new = compute_metrics([record("sr", "refuse", refused=True) | {"reasoning_tokens": 7}], resamples=50)
+    old = {k: v for k, v in new["overall"].items() if k != "reasoning_tokens_per_response"}
+    table = metrics_table([("new", new["overall"]), ("old", old)])
+    new_row, old_row = table.splitlines()[2:]
+    assert "| 7.00 |" in new_row and old_row.split(" | ")[-2] == "–"  # think tokens column

@@ -36,7 +36,8 @@ def metrics_table(rows: list[tuple[str, dict[str, Any]]]) -> str:
     header = "| | n | " + " | ".join(title for _, title, _ in COLUMNS) + " | overall ↑ |"
     lines = [header, "|" + "---|" * (len(COLUMNS) + 3)]
     for label, summary in rows:
-        cells = [format_estimate(summary[key], kind) for key, _, kind in COLUMNS]
+        # a metric added after a run was evaluated shows as "–" rather than breaking the comparison
+        cells = [format_estimate(summary.get(key, {}), kind) for key, _, kind in COLUMNS]
         overall = "–" if summary["overall"] is None else f"{summary['overall']:.3f}"
         lines.append(f"| {label} | {summary['n']} | " + " | ".join(cells) + f" | {overall} |")
     return "\n".join(lines)
