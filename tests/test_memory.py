@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import os
+import resource
 import sys
 
 import pytest
@@ -21,7 +22,22 @@ def test_peak_restarts_after_reset():
     memory.reset_peak()
     after_reset = memory.own_peak_bytes()
     assert with_block - after_reset > 250 * 2**20
-    assert memory.peak_bytes() >= after_reset
+
+
+@pytest.mark.skipif(not os.access("/proc/self/clear_refs", os.W_OK), reason="needs Linux /proc")
+def test_meter_counts_a_child_of_its_own_stage_but_not_an_earlier_one():
+    import subprocess
+
+    grow = [sys.executable, "-c", "b = bytearray(200 * 2**20); b[::4096] = b'1' * len(b[::4096])"]
+    subprocess.run(grow, check=True)  # an earlier stage's big child
+    meter = memory.PeakMeter()
+    meter.start()
+    assert meter.peak_bytes() == memory.own_peak_bytes()  # the earlier child is not ours
+    # this stage's child, bigger than any child before and than this process: only it can set the peak
+    size = max(memory.own_peak_bytes(), memory._maxrss_bytes(resource.RUSAGE_CHILDREN)) + 300 * 2**20
+    grow[2] = grow[2].replace("200 * 2**20", str(size))
+    subprocess.run(grow, check=True)
+    assert meter.peak_bytes() >= size
 
 
 def test_gib_rounds_to_hundredths():

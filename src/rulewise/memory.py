@@ -4,7 +4,10 @@ Why not ``resource.getrusage``: its ``ru_maxrss`` only ever grows, so after the 
 every later stage would report the same figure. Linux lets a process reset its own high-water
 mark (``VmHWM``) by writing ``5`` to ``/proc/self/clear_refs``; we do that before a stage and read
 ``VmHWM`` after it. Stages launched as child processes (``accelerate launch``) are covered by the
-children's ``ru_maxrss`` (the largest child so far). Elsewhere both fall back to ``ru_maxrss``.
+children's ``ru_maxrss`` — but only when it grew during the stage: it is the largest child of
+the whole process lifetime, and a forked helper (a ``datasets`` worker) reports its parent's
+pages as its own, which would pin every later stage to that figure. Elsewhere ``VmHWM`` falls
+back to ``ru_maxrss``.
 """
 
 from __future__ import annotations
@@ -18,6 +21,18 @@ from pathlib import Path
 
 _CLEAR_REFS = Path("/proc/self/clear_refs")
 _STATUS = Path("/proc/self/status")
+
+
+class PeakMeter:
+    """The peak resident memory of the work done between :meth:`start` and :meth:`peak_bytes`."""
+
+    def start(self) -> None:
+        reset_peak()
+        self._children_before = _maxrss_bytes(resource.RUSAGE_CHILDREN)
+
+    def peak_bytes(self) -> int:
+        children = _maxrss_bytes(resource.RUSAGE_CHILDREN)
+        return max(own_peak_bytes(), children if children > self._children_before else 0)
 
 
 def reset_peak() -> None:
@@ -42,11 +57,6 @@ def own_peak_bytes() -> int:
     except OSError:
         pass
     return _maxrss_bytes(resource.RUSAGE_SELF)
-
-
-def peak_bytes() -> int:
-    """Largest resident size since :func:`reset_peak`, of this process or of any child it ran."""
-    return max(own_peak_bytes(), _maxrss_bytes(resource.RUSAGE_CHILDREN))
 
 
 def release_free_memory() -> None:

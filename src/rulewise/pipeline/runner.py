@@ -207,11 +207,12 @@ def run_recipe(
         )
         state.mark(recipe, name, prints[name], "running", 0.0)
         started = time.perf_counter()
-        memory.reset_peak()
+        meter = memory.PeakMeter()
+        meter.start()
         run_stage(ctx, name)
         memory.release_free_memory()  # free this stage's models before the next loads its own
         seconds = time.perf_counter() - started
-        peak = memory.gib(memory.peak_bytes())
+        peak = memory.gib(meter.peak_bytes())
         state.mark(recipe, name, prints[name], "done", seconds, peak)
         eta.finish(name, seconds)
         outcomes.append(StageOutcome(name, stage.kind, "ran", seconds, ctx.main_output(name), peak))
