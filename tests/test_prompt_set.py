@@ -4,7 +4,13 @@ from collections import Counter
 import pytest
 from conftest import SHARED_DATA
 
-from rulewise.data.prompt_set import _shingles, build_prompt_set, diversity_report, split_train_dev
+from rulewise.data.prompt_set import (
+    _shingles,
+    build_prompt_set,
+    diversity_report,
+    split_train_dev,
+    spread_over_kinds,
+)
 from rulewise.rules import load_rulebook
 
 
@@ -89,3 +95,13 @@ def test_cli_writes_train_and_dev(tmp_path, cli):
     dev = [json.loads(line) for line in (tmp_path / "dev.jsonl").read_text().splitlines()]
     assert len(train) + len(dev) == len(build_prompt_set())
     assert "0 exact duplicates" in out and "near-duplicate pairs" in out
+
+
+def test_spread_over_kinds_takes_every_kind_in_turn_and_is_seeded(prompts):
+    """A prompt file is grouped by kind: a limit must not mean "the harmful ones only"."""
+    chosen = spread_over_kinds(prompts, 10)
+    kinds = sorted({p.kind for p in prompts})
+    assert len(chosen) == 10 and [p.kind for p in chosen[: len(kinds)]] == kinds
+    assert Counter(p.kind for p in chosen) == Counter({kind: 2 for kind in kinds})
+    assert spread_over_kinds(prompts, 10) == chosen and spread_over_kinds(prompts, 10, seed=1) != chosen
+    assert len({p.id for p in spread_over_kinds(prompts, 10_000)}) == len(prompts)  # more than there are: all

@@ -160,7 +160,9 @@ def srpo_command(
     ] = "paragraphs",
     temperature: Annotated[float, typer.Option(min=0.01, help="Sampling temperature.")] = 0.8,
     max_new_tokens: Annotated[int, typer.Option(min=8, help="Token limit per sampled chain.")] = 256,
-    limit: Annotated[int | None, typer.Option(min=1, help="Use only the first N prompts.")] = None,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="Use N prompts, taken in turn from each kind (seeded).")
+    ] = None,
 ) -> None:
     """Build SRPO preference pairs (outcome- and process-level) from the RW model's own reasoning.
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from rulewise.data.prompt_set import spread_over_kinds
 from rulewise.data.synthesis import SynthesisReport, load_prompts, synthesize
 from rulewise.errors import RulewiseError
 from rulewise.generation.prompts import PLAIN_SYSTEM_PROMPT
@@ -136,7 +137,9 @@ def synthesize_srpo_pairs(
 
     if samples < 2 or branches < 1:
         raise RulewiseError("samples must be ≥ 2 and branches ≥ 1", field="samples")
-    items = load_prompts(prompts)[:limit]
+    items = load_prompts(prompts)
+    if limit is not None:
+        items = spread_over_kinds(items, limit)
     book = load_rulebook(rulebook)
     teacher = ScriptedTeacher(book, make_consult_tool(build_retriever(book)))
     loaded = load_model(model)

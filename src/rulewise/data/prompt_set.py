@@ -220,6 +220,26 @@ def split_train_dev(
     return sorted(train, key=lambda p: order[p.id]), sorted(dev, key=lambda p: order[p.id])
 
 
+def spread_over_kinds(prompts: Sequence[TrainingPrompt], limit: int, seed: int = 0) -> list[TrainingPrompt]:
+    """``limit`` prompts taken in turn from each kind (each kind in a seeded order).
+
+    Why not the first ``limit``: prompt files are grouped by kind, so the head of one is all
+    harmful requests — SRPO pairs built from it could only ever teach "refuse more".
+    """
+    by_kind: dict[str, list[TrainingPrompt]] = {}
+    for prompt in prompts:
+        by_kind.setdefault(prompt.kind, []).append(prompt)
+    for kind, members in sorted(by_kind.items()):
+        random.Random(f"{seed}:{kind}").shuffle(members)
+    queues = [members for _, members in sorted(by_kind.items())]
+    chosen: list[TrainingPrompt] = []
+    while len(chosen) < limit and any(queues):
+        for queue in queues:
+            if queue and len(chosen) < limit:
+                chosen.append(queue.pop(0))
+    return chosen
+
+
 def family_key(prompt: TrainingPrompt) -> str:
     """Prompts built from the same seed request share a key (the request itself)."""
     for requests in (*HARMFUL.values(), *LOOKALIKES.values()):

@@ -117,7 +117,9 @@ class PairsStage(BaseModel):
     temperature: float = Field(default=0.8, gt=0)
     max_new_tokens: int = Field(default=256, ge=8)
     prompts_per_batch: int = Field(default=4, ge=1)
-    limit: int | None = Field(default=None, ge=1, description="use only the first N prompts")
+    limit: int | None = Field(
+        default=None, ge=1, description="use N prompts, taken in turn from each kind (seeded)"
+    )
     rulebook: str = "default"
     precision: Literal["auto", "fp32", "bf16"] = "auto"
 
