@@ -24,9 +24,9 @@ _STATUS = Path("/proc/self/status")
 
 
 class PeakMeter:
-    """The peak resident memory of the work done between :meth:`start` and :meth:`peak_bytes`."""
+    """The peak resident memory of the work done between creating the meter and :meth:`peak_bytes`."""
 
-    def start(self) -> None:
+    def __init__(self) -> None:
         reset_peak()
         self._children_before = _maxrss_bytes(resource.RUSAGE_CHILDREN)
 

@@ -15,6 +15,7 @@ import random
 import re
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from itertools import islice, zip_longest
 from pathlib import Path
 from typing import Literal
 
@@ -229,15 +230,10 @@ def spread_over_kinds(prompts: Sequence[TrainingPrompt], limit: int, seed: int =
     by_kind: dict[str, list[TrainingPrompt]] = {}
     for prompt in prompts:
         by_kind.setdefault(prompt.kind, []).append(prompt)
-    for kind, members in sorted(by_kind.items()):
+    for kind, members in by_kind.items():
         random.Random(f"{seed}:{kind}").shuffle(members)
-    queues = [members for _, members in sorted(by_kind.items())]
-    chosen: list[TrainingPrompt] = []
-    while len(chosen) < limit and any(queues):
-        for queue in queues:
-            if queue and len(chosen) < limit:
-                chosen.append(queue.pop(0))
-    return chosen
+    rounds = zip_longest(*(by_kind[kind] for kind in sorted(by_kind)))
+    return list(islice((p for one_round in rounds for p in one_round if p is not None), limit))
 
 
 def family_key(prompt: TrainingPrompt) -> str:

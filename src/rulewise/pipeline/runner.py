@@ -208,7 +208,6 @@ def run_recipe(
         state.mark(recipe, name, prints[name], "running", 0.0)
         started = time.perf_counter()
         meter = memory.PeakMeter()
-        meter.start()
         run_stage(ctx, name)
         memory.release_free_memory()  # free this stage's models before the next loads its own
         seconds = time.perf_counter() - started
