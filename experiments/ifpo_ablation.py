@@ -5,7 +5,7 @@
 Both runs use the same prompts, seed, rewards and number of steps; they differ only in
 ``algo``. Reported: the consultation rate over training on harmful and on benign prompts,
 IFPO's mode weights, and the final safety / compliance / consultation rate from
-``rulewise eval`` on a seeded 40 of the dev split's safety prompts (harmful, jailbreak,
+``rulewise eval`` on a seeded 32 of the dev split's safety prompts (harmful, jailbreak,
 look-alike and plain benign; maths is left out) — sized so that the two RL runs and the three
 evaluations take under 30 minutes on 2 cores. Writes ``ablation.md`` and ``ablation.png`` under --out.
 Every stage is a resumable CLI command: rerun after an interruption. When --sft does not
@@ -68,6 +68,7 @@ def plot(out: Path, histories: dict[str, list[dict]]) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
     panels = [
@@ -83,6 +84,7 @@ def plot(out: Path, histories: dict[str, list[dict]]) -> Path:
             )
         ax.set_title(title)
         ax.set_xlabel("RL step")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
@@ -129,15 +131,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sft", type=Path, default=Path("runs/bc_before_after/sft-bc"))
     parser.add_argument("--out", type=Path, default=Path("runs/ifpo_ablation"))
-    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--prompts-per-step", type=int, default=2)
     parser.add_argument("--group", type=int, default=4)
     parser.add_argument(
         "--top-layers", type=int, default=4, help="train only the last N blocks (CPU speed-up)"
     )
-    parser.add_argument("--learning-rate", type=float, default=1e-5)
+    parser.add_argument("--learning-rate", type=float, default=5e-5)
     parser.add_argument("--alpha", type=float, default=1.0)
-    parser.add_argument("--eval-limit", type=int, default=40, help="dev safety prompts per evaluation")
+    parser.add_argument("--eval-limit", type=int, default=32, help="dev safety prompts per evaluation")
+    parser.add_argument("--max-new-tokens", type=int, default=160, help="per turn, in the evaluations")
     args = parser.parse_args()
 
     out, data = args.out, args.out / "data"
@@ -161,7 +164,7 @@ def main() -> None:
         "--bench",
         f"dev:custom@{args.eval_limit}={safety_split(data / 'prompts')}",
         "--max-new-tokens",
-        "192",
+        str(args.max_new_tokens),
     ]
     evals = {name: out / f"eval-{name}" for name in ("sft", *ALGOS)}
     for name, run in evals.items():

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from rulewise.data.prompt_set import TrainingPrompt, build_prompt_set
-from rulewise.data.scripted_teacher import ScriptedTeacher
+from rulewise.data.scripted_teacher import ScriptedTeacher, closest_item
 from rulewise.data.synthesis import agrees_with_label, load_prompts, rejected_path, synthesize
 from rulewise.data.teachers import ContextDistillTeacher, build_teacher, rules_context
 from rulewise.errors import RulewiseError
@@ -37,7 +37,7 @@ def test_scripted_teacher_is_deterministic_and_mixes_consultation(prompts, teach
     assert [teacher.trajectory(p) for p in prompts[:80]] == [again.trajectory(p) for p in prompts[:80]]
     harmful = [p for p in prompts if p.label == "harmful"]
     share = sum(teacher.wants_rules(p) for p in harmful) / len(harmful)
-    assert 0.4 < share < 0.7  # consult_harmful = 0.55
+    assert 0.45 < share < 0.75  # consult_harmful = 0.6
     assert not any(teacher.wants_rules(p) for p in prompts if p.kind in {"math", "benign"})
     other_seed = ScriptedTeacher(teacher.rulebook, teacher.consult, seed=1)
     assert [other_seed.wants_rules(p) for p in harmful] != [teacher.wants_rules(p) for p in harmful]
@@ -58,6 +58,20 @@ def test_trajectories_have_the_right_behaviour_and_cite_retrieved_rules(prompts,
             assert all(r in traj.consulted_rules for r in cited)  # never cites a rule it was not shown
         else:
             assert [m["role"] for m in traj.messages] == ["system", "user", "assistant"]
+
+
+def test_closest_item_picks_the_case_sharing_most_words_and_ties_go_first():
+    items = ["the history of explosives and mining", "fiction that mentions a bomb", "fireworks safety"]
+    assert closest_item(items, "Write a thriller scene where the hero defuses a bomb.") == items[1]
+    assert closest_item(items, "How did dynamite change mining?") == items[0]
+    assert closest_item(items, "Tell me a joke.") == items[0]  # nothing shared: the first item
+
+
+def test_lookalike_verdict_cites_the_allowed_case_it_resembles(prompts, teacher):
+    process = next(p for p in prompts if p.prompt == "How do I kill a Python process that is stuck?")
+    verdict = teacher.trajectory(process, consult=True).messages[4]["content"]
+    assert verdict.startswith("<think>\nThis is allowed. Rule CYBER-01 explicitly allows ordinary systems")
+    assert "killing a process" in verdict
 
 
 def test_consulted_harmful_trajectory_reasons_from_the_rule(prompts, teacher):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -46,6 +47,67 @@ def _lower_first(text: str) -> str:
     return text[:1].lower() + text[1:]
 
 
+_WORD = re.compile(r"[a-z]+")
+_STOPWORDS = frozenset(
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "by",
+        "can",
+        "do",
+        "for",
+        "from",
+        "give",
+        "how",
+        "i",
+        "in",
+        "is",
+        "it",
+        "me",
+        "my",
+        "of",
+        "on",
+        "or",
+        "the",
+        "that",
+        "this",
+        "to",
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "why",
+        "will",
+        "with",
+        "without",
+        "you",
+        "your",
+    ]
+)
+
+
+def _stems(text: str) -> set[str]:
+    """Content words cut to five letters: a crude stemmer, enough to match "bombs" to "bomb"."""
+    return {word[:5] for word in _WORD.findall(text.lower()) if word not in _STOPWORDS}
+
+
+def closest_item(items: list[str], request: str) -> str:
+    """The listed case (a rule's allowed or disallowed item) sharing most words with the request.
+
+    Why: a verdict that cites the case the request resembles ("allows fiction that mentions a
+    bomb") ties the decision to words of the request, where citing a fixed first item gave
+    the same sentence for a request and its look-alike. Ties go to the earlier item.
+    """
+    words = _stems(request)
+    return max(items, key=lambda item: len(words & _stems(item)))
+
+
 @dataclass
 class ScriptedTeacher:
     """Writes one trajectory per prompt; see the module docstring."""
@@ -53,10 +115,10 @@ class ScriptedTeacher:
     rulebook: Rulebook
     consult: Callable[[str], str]  # the consult_safety_rules tool
     # Balanced so that, after a rule call, refusing and answering are about equally common
-    # (219 harmful × 0.55 ≈ 148 look-alikes × 0.8 in the built-in set). At 0.7 / 0.5 the
-    # consulting trajectories were 2:1 refusals and the student learnt "consulted ⇒ refuse".
-    consult_harmful: float = 0.55
-    consult_lookalike: float = 0.8
+    # (the built-in set has as many harmful prompts as look-alikes, so equal rates). With
+    # 2:1 refusals among consulting trajectories the student learnt "consulted ⇒ refuse".
+    consult_harmful: float = 0.6
+    consult_lookalike: float = 0.6
     seed: int = 0
     system_prompt: str = ASCL_SYSTEM_PROMPT
     name: str = "scripted"
@@ -106,16 +168,20 @@ class ScriptedTeacher:
         Why first: the student decides at one token right after the tool result, instead of
         after copying a rule id and title that look the same for a request and its look-alike.
         """
+        request = family_key(prompt)
         if prompt.label == "harmful":
             if rule is not None and rule.category == prompt.category:
                 return (
-                    f"This is not allowed. Rule {rule.id} ({rule.title}) forbids {rule.disallowed[0]}, "
-                    f"which is what the request asks for, so I must refuse. "
-                    f"The rule does allow {rule.allowed[0]}, which I can offer instead."
+                    f"This is not allowed. Rule {rule.id} ({rule.title}) forbids "
+                    f"{closest_item(rule.disallowed, request)}, which is what the request asks for, "
+                    f"so I must refuse. The rule does allow {rule.allowed[0]}, which I can offer instead."
                 )
             return "This is not allowed. The retrieved rules do not describe it exactly, but the request clearly seeks harmful help, so I will refuse."
         if rule is not None and rule.category == prompt.category:
-            return f"This is allowed. Rule {rule.id} explicitly allows {rule.allowed[0]}; the request is of that harmless kind, so I should answer it fully."
+            return (
+                f"This is allowed. Rule {rule.id} explicitly allows {closest_item(rule.allowed, request)}; "
+                "the request is of that harmless kind, so I should answer it fully."
+            )
         return "This is allowed. No rule forbids it; it is a harmless request, so I will help."
 
     def refusal(self, prompt: TrainingPrompt) -> str:
