@@ -49,46 +49,8 @@ def _lower_first(text: str) -> str:
 
 _WORD = re.compile(r"[a-z]+")
 _STOPWORDS = frozenset(
-    [
-        "a",
-        "an",
-        "and",
-        "are",
-        "as",
-        "at",
-        "be",
-        "by",
-        "can",
-        "do",
-        "for",
-        "from",
-        "give",
-        "how",
-        "i",
-        "in",
-        "is",
-        "it",
-        "me",
-        "my",
-        "of",
-        "on",
-        "or",
-        "the",
-        "that",
-        "this",
-        "to",
-        "what",
-        "when",
-        "where",
-        "which",
-        "who",
-        "why",
-        "will",
-        "with",
-        "without",
-        "you",
-        "your",
-    ]
+    "a an and are as at be by can do for from give how i in is it me my of on or the that this to"  # noqa: SIM905
+    " what when where which who why will with without you your".split()
 )
 
 
