@@ -42,6 +42,7 @@ def plain_trl(data: Path, out: Path, steps: int, batch_size: int, lora: bool) ->
     from trl import SFTConfig, SFTTrainer
 
     from rulewise.models import load_model
+    from rulewise.training.sft import LoraSettings
 
     rows = [json.loads(line) for line in data.read_text().splitlines()]
     dataset = datasets.Dataset.from_list([{"messages": r["messages"], "tools": r["tools"]} for r in rows])
@@ -61,8 +62,17 @@ def plain_trl(data: Path, out: Path, steps: int, batch_size: int, lora: bool) ->
         max_length=1024,
         dataloader_pin_memory=False,
     )
+    same = LoraSettings()  # the same adapter as ours, dropout included (it costs time on CPU)
     peft = (
-        LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM") if lora else None
+        LoraConfig(
+            r=same.r,
+            lora_alpha=same.alpha,
+            lora_dropout=same.dropout,
+            target_modules=same.target_modules,
+            task_type="CAUSAL_LM",
+        )
+        if lora
+        else None
     )
     trainer = SFTTrainer(
         model=loaded.model,

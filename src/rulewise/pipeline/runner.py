@@ -187,6 +187,7 @@ def run_recipe(
     outcomes: list[StageOutcome] = []
     for index, name in enumerate(names, start=1):
         stage = recipe.stages[name]
+        output = ctx.main_output(name)
         previous = state.stages.get(name)
         if previous is not None and previous["status"] == "done":
             console.print(f"[dim][{index}/{len(names)}] {name} ({stage.kind}): done earlier, skipped[/dim]")
@@ -196,7 +197,7 @@ def run_recipe(
                     stage.kind,
                     "cached",
                     previous["seconds"],
-                    ctx.main_output(name),
+                    output,
                     previous.get("peak_rss_gib"),
                 )
             )
@@ -214,9 +215,9 @@ def run_recipe(
         peak = memory.gib(meter.peak_bytes())
         state.mark(recipe, name, prints[name], "done", seconds, peak)
         eta.finish(name, seconds)
-        outcomes.append(StageOutcome(name, stage.kind, "ran", seconds, ctx.main_output(name), peak))
+        outcomes.append(StageOutcome(name, stage.kind, "ran", seconds, output, peak))
         console.print(
-            f"[green]✓[/green] {name} in {_format_minutes(seconds)}, peak {peak:.1f} GiB → {ctx.main_output(name)}"
+            f"[green]✓[/green] {name} in {_format_minutes(seconds)}, peak {peak:.1f} GiB → {output}"
         )
     return outcomes
 
