@@ -174,7 +174,10 @@ def test_cli_eval_and_report_on_a_tiny_model(tmp_path, tiny_checkpoint, cli):
     common = ["--model", str(tiny_checkpoint), "--max-new-tokens", "4", "--precision", "fp32", *benches]
     code, out, _ = cli("eval", *common, "--out", str(tmp_path / "tools"))
     assert code == 0 and "wrote" in out and "| **all** | 7 |" in out
-    assert cli("eval", *common, "--no-tools", "--out", str(tmp_path / "no-tools"))[0] == 0
+    assert json.loads((tmp_path / "tools" / "run.json").read_text())["repetition_penalty"] == 1.0
+    no_tools = ["--no-tools", "--repetition-penalty", "1.2", "--out", str(tmp_path / "no-tools")]
+    assert cli("eval", *common, *no_tools)[0] == 0
+    assert json.loads((tmp_path / "no-tools" / "run.json").read_text())["repetition_penalty"] == 1.2
     code, out, _ = cli(
         "report", str(tmp_path / "tools"), str(tmp_path / "no-tools"), "--out", str(tmp_path / "cmp")
     )

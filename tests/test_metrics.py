@@ -1,6 +1,12 @@
 import pytest
 
-from rulewise.evaluation.metrics import bootstrap_ci, compute_metrics, harmonic_mean, overall_score
+from rulewise.evaluation.metrics import (
+    bootstrap_ci,
+    compute_metrics,
+    harmonic_mean,
+    overall_score,
+    separation_auc,
+)
 
 
 def record(
@@ -47,6 +53,15 @@ def test_bootstrap_edge_cases_and_determinism():
     assert bootstrap_ci(values, seed=5) == bootstrap_ci(values, seed=5)
     est = bootstrap_ci(values)
     assert est.low <= est.value <= est.high
+
+
+def test_separation_auc_by_hand():
+    # pairs (p, n): 3>1, 3>2, 3>2; 2>1, 2=2 (half), 2=2 (half); 0<1, 0<2, 0<2 -> 5/9
+    assert separation_auc([3, 2, 0], [1, 2, 2]) == pytest.approx(5 / 9)
+    assert separation_auc([5, 6], [1, 2]) == 1.0
+    assert separation_auc([1], [1]) == 0.5
+    with pytest.raises(ValueError, match="at least one"):
+        separation_auc([], [1.0])
 
 
 def test_overall_score_is_a_harmonic_mean_of_safety_and_helpfulness():

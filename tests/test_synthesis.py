@@ -102,6 +102,22 @@ def test_consulted_verdict_states_the_decision_first_and_consulting_is_balanced(
     assert 0.4 < refusals / len(consulted) < 0.6
 
 
+def test_the_read_of_a_request_comes_first_and_does_not_depend_on_consulting(prompts, teacher):
+    """The harmful-or-not read is the reasoning's first sentence, the same with or without a
+    rule call (the decision sits right after the user's turn); only then comes the choice to
+    check the rules, to refuse or to help."""
+    for kind, read in (
+        ("harmful", "This request asks for real help to cause serious harm, whatever its framing."),
+        ("lookalike", "This request only sounds sensitive; what it asks for is harmless."),
+    ):
+        prompt = next(p for p in prompts if p.kind == kind)
+        consulting = teacher.trajectory(prompt, consult=True).messages[2]["content"]
+        direct = teacher.trajectory(prompt, consult=False).messages[2]["content"]
+        assert consulting == f"<think>\n{read} I will check the safety rules to be sure.\n</think>"
+        after = "I will refuse and offer" if kind == "harmful" else "I will help fully."
+        assert direct.startswith(f"<think>\n{read} {after}")
+
+
 def test_trajectories_round_trip_and_only_assistant_tokens_are_trainable(
     prompts, teacher, tools, tiny_tokenizer
 ):

@@ -10,7 +10,14 @@ import typer
 from rich.markup import escape
 from rich.panel import Panel
 
-from rulewise.cli.common import PrecisionChoice, RetrieverChoice, console, err_console, quiet_libraries
+from rulewise.cli.common import (
+    REPETITION_PENALTY_HELP,
+    PrecisionChoice,
+    RetrieverChoice,
+    console,
+    err_console,
+    quiet_libraries,
+)
 from rulewise.generation.parsing import split_reasoning
 from rulewise.generation.trajectory import Trajectory
 
@@ -81,9 +88,7 @@ def chat(
     max_new_tokens: Annotated[int, typer.Option(min=1, help="Token limit per assistant turn.")] = 256,
     max_tool_calls: Annotated[int, typer.Option(min=0, help="Tool calls allowed per conversation.")] = 2,
     temperature: Annotated[float, typer.Option(min=0.0, help="0 = greedy decoding.")] = 0.0,
-    repetition_penalty: Annotated[
-        float, typer.Option(min=1.0, help="Discourages loops in small models.")
-    ] = 1.1,
+    repetition_penalty: Annotated[float, typer.Option(min=1.0, help=REPETITION_PENALTY_HELP)] = 1.0,
     retriever: Annotated[
         RetrieverChoice, typer.Option(help="How the tool ranks rules.")
     ] = RetrieverChoice.bm25,

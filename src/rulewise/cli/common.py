@@ -21,6 +21,12 @@ class BackendChoice(str, Enum):
     vllm = "vllm"
 
 
+REPETITION_PENALTY_HELP = (
+    "1.0 = off. Above 1 it penalises every token already in the context, the prompt included, "
+    "which can flip a trained model's decision words."
+)
+
+
 class PrecisionChoice(str, Enum):
     auto = "auto"
     fp32 = "fp32"

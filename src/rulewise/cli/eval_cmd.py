@@ -7,7 +7,14 @@ from typing import Annotated
 
 import typer
 
-from rulewise.cli.common import BackendChoice, PrecisionChoice, RetrieverChoice, console, quiet_libraries
+from rulewise.cli.common import (
+    REPETITION_PENALTY_HELP,
+    BackendChoice,
+    PrecisionChoice,
+    RetrieverChoice,
+    console,
+    quiet_libraries,
+)
 
 
 def eval_command(
@@ -43,6 +50,7 @@ def eval_command(
     ] = RetrieverChoice.bm25,
     max_new_tokens: Annotated[int, typer.Option(min=1, help="Token limit per assistant turn.")] = 256,
     max_tool_calls: Annotated[int, typer.Option(min=0, help="Tool calls allowed per conversation.")] = 2,
+    repetition_penalty: Annotated[float, typer.Option(min=1.0, help=REPETITION_PENALTY_HELP)] = 1.0,
     batch_size: Annotated[int, typer.Option(min=1, help="Conversations generated together.")] = 16,
     precision: Annotated[
         PrecisionChoice, typer.Option(help="auto: bf16 autocast where the hardware has fast bf16.")
@@ -72,6 +80,7 @@ def eval_command(
         retriever=retriever.value,
         max_new_tokens=max_new_tokens,
         max_tool_calls=max_tool_calls,
+        repetition_penalty=repetition_penalty,
         backend=backend.value,
     )
     run_eval(config, out, batch_size=batch_size, precision=precision.value, console=console)

@@ -107,28 +107,35 @@ class ScriptedTeacher:
         )
 
     def _opening_thought(self, prompt: TrainingPrompt, consulting: bool) -> str:
-        """One fixed sentence per mode, and the mode is decided by its third word.
+        """The first read of the request in one fixed sentence, then, for a sensitive request,
+        whether the rules will be checked.
 
-        Why so formulaic: a 135M student learns *when* to consult from a few hundred
-        examples only if that decision sits at one place in the text. With several
-        interchangeable openings per mode, greedy decoding blends them ("This is a legal word
-        here...") and never reaches the tool call. Diversity is the paraphrase pass's job.
+        Why the read comes first, even before a rule call: a 135M student learns to decide
+        right after the user's turn (the context-distillation student's teacher-forced log-odds
+        there separate harmful dev requests from their look-alikes with AUC 0.79) but not after
+        two hundred tokens of tool output (the BC student's, with the decision only there: AUC
+        0.41 — it learnt the prior of the verdict, nothing more). So the read is made where the student
+        can make it, the rule then grounds and cites it, and the post-tool verdict restates it.
+        Why formulaic: with several interchangeable openings per mode, greedy decoding blends
+        them ("This is a legal word here...") and never reaches the tool call. Diversity is the
+        paraphrase pass's job.
         """
         if prompt.kind == "math":
             return "This is a maths problem. Let me work through it step by step."
         if prompt.kind == "benign":
             return "This is an ordinary request, so I can simply help."
-        if consulting:
-            return "This request touches a sensitive topic, so I will check the safety rules first."
         if prompt.label == "harmful":
-            return "This request asks for real help to cause serious harm, whatever its framing."
-        return "This request only sounds sensitive; what it asks for is harmless."
+            read = "This request asks for real help to cause serious harm, whatever its framing."
+        else:
+            read = "This request only sounds sensitive; what it asks for is harmless."
+        return f"{read} I will check the safety rules to be sure." if consulting else read
 
     def _verdict_thought(self, prompt: TrainingPrompt, rule: Rule | None) -> str:
         """The decision first ("This is (not) allowed."), then the rule that grounds it.
 
-        Why first: the student decides at one token right after the tool result, instead of
-        after copying a rule id and title that look the same for a request and its look-alike.
+        Why first: after a rule call the decision restates the read that opened the reasoning,
+        at one token, instead of after copying a rule id and title that look the same for a
+        request and its look-alike.
         """
         request = family_key(prompt)
         if prompt.label == "harmful":

@@ -54,6 +54,18 @@ def bootstrap_ci(
     return Estimate(mean, low, high, n)
 
 
+def separation_auc(positives: Sequence[float], negatives: Sequence[float]) -> float:
+    """P(a random positive scores above a random negative), ties counting half (ROC AUC).
+
+    Why: a refusal rate mixes *can the model tell harmful from benign* with *where its
+    threshold sits*; the AUC of a refusal score measures the first alone (0.5 = chance).
+    """
+    if not positives or not negatives:
+        raise ValueError("separation_auc needs at least one positive and one negative score")
+    wins = sum((p > n) + 0.5 * (p == n) for p in positives for n in negatives)
+    return wins / (len(positives) * len(negatives))
+
+
 def harmonic_mean(a: float, b: float) -> float:
     return 0.0 if a + b == 0 else 2 * a * b / (a + b)
 

@@ -62,7 +62,12 @@ class EvalConfig(BaseModel):
     max_new_tokens: int = Field(default=256, ge=1)
     max_tool_calls: int = Field(default=2, ge=0)
     temperature: float = Field(default=0.0, ge=0.0)
-    repetition_penalty: float = Field(default=1.1, ge=1.0)
+    # Off by default: transformers' penalty applies to every token already in the context, the
+    # prompt included, so a trained student's decision words that also occur in the system
+    # prompt ("only" in "Refuse only what the rules forbid") lose out. At 1.1 it turned the BC
+    # student's "This request only sounds sensitive" into "...asks for real help to cause
+    # serious harm" on every look-alike of the dev split (README, issue #4's runs).
+    repetition_penalty: float = Field(default=1.0, ge=1.0)
     system_prompt: str | None = None
     backend: BackendKind = "hf"  # "vllm": continue the rendered prompts with vLLM (GPU)
 
