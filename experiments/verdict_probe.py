@@ -9,6 +9,9 @@ refusing continuation against the allowing one at the next token:
   context-distillation format (plain system prompt, no tool).
 * ``verdict`` — after the rule call and the tool result (the teacher's own query, so the
   retrieved rules are the ones training saw): "<think>\\nThis is" + " not" vs " allowed".
+  The teacher's first turn now opens with its own (correct) read, so this position measures
+  copying that read; the README's AUC 0.41 there was taken with the earlier teacher, whose
+  first turn did not state a read.
 
 It prints the AUC of the log-odds (harmful vs benign; 0.5 = no discrimination), the accuracy
 at log-odds 0, and the share of each label that would be refused. Why: the generation eval
