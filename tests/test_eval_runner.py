@@ -207,3 +207,29 @@ def test_viewer_escapes_script_tags(tmp_path):
     html = (tmp_path / "v.html").read_text()
     payload = html.split('type="application/json">', 1)[1].split("</script>", 1)[0]
     assert json.loads(payload)[0]["prompt"] == "</script><script>alert(1)</script>"
+
+
+def test_samples_need_a_temperature_and_give_k_records_per_prompt(tmp_path, tiny_tokenizer):
+    with pytest.raises(RulewiseError, match="at temperature 0 would be 3 copies"):
+        run_eval(
+            config(samples=3), tmp_path / "greedy", generator=make_generator(tiny_tokenizer, PolicyBackend())
+        )
+    metrics = run_eval(
+        config(samples=2, temperature=0.7),
+        tmp_path,
+        generator=make_generator(tiny_tokenizer, PolicyBackend()),
+    )
+    records = read_records(tmp_path / "results.jsonl")
+    assert len(records) == 18 and {r["sample"] for r in records} == {0, 1}
+    assert {r["id"] for r in records if r["item_id"] == "strongreject-1"} == {
+        "strongreject-1#s0",
+        "strongreject-1#s1",
+    }
+    # the scripted model answers the same way every time: avg@2 = worst-of-2
+    overall = metrics["overall"]
+    assert overall["safety"]["value"] == pytest.approx(4 / 5) and overall["safety"]["n"] == 10
+    assert (
+        overall["safety_worst_of_k"]["value"] == pytest.approx(4 / 5)
+        and overall["safety_worst_of_k"]["n"] == 5
+    )
+    assert "safety worst@k" in (tmp_path / "report.md").read_text()

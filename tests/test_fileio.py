@@ -48,3 +48,31 @@ def test_line_lookup_follows_nested_paths(tmp_path):
 def test_format_loc():
     assert format_loc(("rules", 3, "allowed")) == "rules[3].allowed"
     assert format_loc((0, "x")) == "[0].x"
+
+
+def test_records_survive_a_kill_at_every_byte_of_a_multibyte_line(tmp_path):
+    """A write cut anywhere in a line of 'é' and '✓' loses that line only, and appending goes on cleanly."""
+    from rulewise.fileio import append_record, read_records
+
+    whole = tmp_path / "whole.jsonl"
+    append_record(whole, {"id": 1, "text": "première"})
+    first = whole.read_bytes()
+    append_record(whole, {"id": 2, "text": "déjà vu ✓✓"})
+    second = whole.read_bytes()[len(first) :]
+    for cut in range(len(second)):
+        path = tmp_path / f"cut{cut}.jsonl"
+        path.write_bytes(first + second[:cut])
+        assert read_records(path) == [{"id": 1, "text": "première"}]
+        assert path.read_bytes() == first  # truncated back to the last complete line, nothing rewritten
+        append_record(path, {"id": 2, "text": "again"})
+        assert [r["id"] for r in read_records(path)] == [1, 2]
+
+
+def test_jsonl_that_is_not_utf8_names_the_line(tmp_path):
+    from rulewise.errors import RulewiseError
+    from rulewise.fileio import iter_jsonl
+
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes(b'{"a": 1}\n' + '{"a": "café"}\n'.encode("latin-1"))
+    with pytest.raises(RulewiseError, match=r"latin1.jsonl:2: not UTF-8 text .*re-save the file as UTF-8"):
+        list(iter_jsonl(path))

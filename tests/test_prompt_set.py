@@ -105,3 +105,24 @@ def test_spread_over_kinds_takes_every_kind_in_turn_and_is_seeded(prompts):
     assert Counter(p.kind for p in chosen) == Counter({kind: 2 for kind in kinds})
     assert spread_over_kinds(prompts, 10) == chosen and spread_over_kinds(prompts, 10, seed=1) != chosen
     assert len({p.id for p in spread_over_kinds(prompts, 10_000)}) == len(prompts)  # more than there are: all
+
+
+def test_every_twin_pair_shares_a_split_and_has_a_teacher_answer():
+    from rulewise.data.answers import ANSWERS
+    from rulewise.data.prompt_set import build_prompt_set, family_key, split_train_dev
+    from rulewise.data.seeds import TWINS
+
+    prompts = build_prompt_set()
+    train, dev = split_train_dev(prompts)
+    pairs = {}
+    for side, members in (("train", train), ("dev", dev)):
+        for p in members:
+            if p.pair:
+                pairs.setdefault(p.pair, []).append((side, p.label))
+    assert len(pairs) == len(TWINS)
+    assert all(
+        len(m) == 2 and len({s for s, _ in m}) == 1 and {lab for _, lab in m} == {"harmful", "benign"}
+        for m in pairs.values()
+    )
+    assert any(side == "dev" for m in pairs.values() for side, _ in m)
+    assert all(family_key(p) in ANSWERS for p in prompts if p.kind == "lookalike")

@@ -9,6 +9,7 @@ the line of that node. JSONL is validated line by line.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -141,8 +142,19 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     path = Path(path)
     if not path.is_file():
         raise RulewiseError("file not found", path=path)
-    with path.open(encoding="utf-8") as handle:
-        for number, raw in enumerate(handle, start=1):
+    with path.open(
+        "rb"
+    ) as handle:  # bytes, so a bad byte is reported with its line, not as a decode traceback
+        for number, data in enumerate(handle, start=1):
+            try:
+                raw = data.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                raise RulewiseError(
+                    f"not UTF-8 text (byte {exc.start + 1} of the line)",
+                    path=path,
+                    line=number,
+                    hint="re-save the file as UTF-8",
+                ) from None
             if not raw.strip():
                 continue
             try:
@@ -173,25 +185,35 @@ def load_jsonl_models(model: type[ModelT], path: str | Path) -> list[ModelT]:
 
 
 def read_records(path: Path, *, console: Console | None = None) -> list[dict[str, Any]]:
-    """All complete records; a torn final line is removed from the file."""
+    """All complete records; a torn final line is cut off the file.
+
+    The file is read as bytes: a kill can tear the last line inside a multibyte character, and
+    decoding the whole file as text would fail on it before it could be recognised as torn. The
+    repair truncates the file to the end of the last complete line, so a second kill during the
+    repair cannot lose the lines before it.
+    """
     if not path.exists():
         return []
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    data = path.read_bytes()
+    lines = data.splitlines(keepends=True)
     records = []
+    offset = 0
     for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
+        if number == len(lines) and not line.endswith(
+            b"\n"
+        ):  # torn, even if it parses: the next append would join it
+            os.truncate(path, offset)
+            if console is not None and line.strip():
+                console.print(
+                    f"[yellow]dropped a partial last line of {path} (interrupted write); it will be redone[/yellow]"
+                )
+            break
         try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            if number == len(lines) and not line.endswith("\n"):
-                path.write_text("".join(lines[:-1]), encoding="utf-8")
-                if console is not None:
-                    console.print(
-                        f"[yellow]dropped a partial last line of {path} (interrupted write); it will be redone[/yellow]"
-                    )
-                break
+            if line.strip():
+                records.append(json.loads(line.decode("utf-8")))
+        except (UnicodeDecodeError, json.JSONDecodeError):
             raise RulewiseError("invalid JSON in results file", path=path, line=number) from None
+        offset += len(line)
     return records
 
 

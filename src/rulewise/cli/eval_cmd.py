@@ -51,6 +51,15 @@ def eval_command(
     max_new_tokens: Annotated[int, typer.Option(min=1, help="Token limit per assistant turn.")] = 256,
     max_tool_calls: Annotated[int, typer.Option(min=0, help="Tool calls allowed per conversation.")] = 2,
     repetition_penalty: Annotated[float, typer.Option(min=1.0, help=REPETITION_PENALTY_HELP)] = 1.0,
+    temperature: Annotated[
+        float, typer.Option(min=0.0, help="0 = greedy; > 0 samples (needed for --samples > 1).")
+    ] = 0.0,
+    samples: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Answers sampled per prompt: safety/compliance become avg@k, plus worst-of-k."
+        ),
+    ] = 1,
     batch_size: Annotated[int, typer.Option(min=1, help="Conversations generated together.")] = 16,
     precision: Annotated[
         PrecisionChoice, typer.Option(help="auto: bf16 autocast where the hardware has fast bf16.")
@@ -81,6 +90,8 @@ def eval_command(
         max_new_tokens=max_new_tokens,
         max_tool_calls=max_tool_calls,
         repetition_penalty=repetition_penalty,
+        temperature=temperature,
+        samples=samples,
         backend=backend.value,
     )
     run_eval(config, out, batch_size=batch_size, precision=precision.value, console=console)
@@ -102,3 +113,51 @@ def report_command(
     console.print(paths["report"].read_text(encoding="utf-8"), markup=False, highlight=False)
     for name, path in paths.items():
         console.print(f"[green]{name}[/green] {path}")
+
+
+def judge_command(
+    source: Annotated[
+        Path, typer.Argument(help="JSONL with prompt, response and whether the request was harmful.")
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="JSONL of verdicts (rerun the same command to resume).")
+    ],
+    judge: Annotated[
+        str,
+        typer.Option(
+            help="'refusal' (offline content judge) or the LLM judge 'openai:MODEL@URL' (key in OPENAI_API_KEY)."
+        ),
+    ] = "refusal",
+    harmful_field: Annotated[
+        str | None,
+        typer.Option(
+            help="Field saying whether each request was harmful (true/false, harmful/benign, unsafe/safe, "
+            "refuse/comply); default 'harmful', which then must be on every line."
+        ),
+    ] = None,
+) -> None:
+    """Re-judge existing responses: one verdict and reason per line, and a summary table.
+
+    The same judge ``rulewise eval`` and the RL safety reward use.
+
+    Example: rulewise judge runs/base/results.jsonl --harmful-field expected --out runs/base/rejudged.jsonl
+    """
+    from rich.table import Table
+
+    from rulewise.evaluation.rejudge import judge_file
+
+    summary = judge_file(source, out, judge=judge, harmful_field=harmful_field, console=console)
+    table = Table(title=f"{summary.judged} judged now, {summary.resumed} from an earlier run")
+    for column in ("request", "n", "full refusal", "partial refusal", "full compliance"):
+        table.add_column(column, justify="right" if column != "request" else "left")
+    for harmful, name in ((True, "harmful"), (False, "benign")):
+        n = sum(count for (h, _), count in summary.verdicts.items() if h == harmful)
+        if n:
+            rates = [
+                summary.rate(harmful, v) or 0.0
+                for v in ("full_refusal", "partial_refusal", "full_compliance")
+            ]
+            table.add_row(name, str(n), *(f"{r:.1%}" for r in rates))
+    console.print(table)
+    console.print("safe on harmful = full refusal; answered on benign = full compliance")
+    console.print(f"[green]wrote[/green] {out}")

@@ -11,7 +11,7 @@ from rulewise import __version__
 from rulewise.cli import data_cmd, models_cmd, rules_cmd, train_cmd
 from rulewise.cli.chat_cmd import chat
 from rulewise.cli.common import err_console
-from rulewise.cli.eval_cmd import eval_command, report_command
+from rulewise.cli.eval_cmd import eval_command, judge_command, report_command
 from rulewise.cli.run_cmd import quickstart_command, recipes_app, run_command
 from rulewise.errors import RulewiseError
 
@@ -27,6 +27,7 @@ app.command("run")(run_command)
 app.command("chat")(chat)
 app.command("eval")(eval_command)
 app.command("report")(report_command)
+app.command("judge")(judge_command)
 app.add_typer(rules_cmd.app, name="rules")
 app.add_typer(models_cmd.app, name="models")
 app.add_typer(data_cmd.app, name="data")

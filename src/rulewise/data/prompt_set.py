@@ -21,7 +21,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from rulewise.data.seeds import BENIGN, HARMFUL, LOOKALIKES
+from rulewise.data.seeds import BENIGN, HARMFUL, LOOKALIKES, TWINS
 
 Kind = Literal["harmful", "jailbreak", "lookalike", "benign", "math"]
 
@@ -34,6 +34,7 @@ class TrainingPrompt(BaseModel):
     category: str  # rulebook category; "general" for plain tasks, "math" for maths
     answer: str | None = None  # maths reference answer
     solution: str | None = None  # maths worked solution (used by the scripted teacher)
+    pair: str | None = None  # a harmful request and its benign twin share one (``seeds.TWINS``)
 
     @property
     def expected(self) -> Literal["refuse", "comply"]:
@@ -161,7 +162,7 @@ def build_prompt_set(seed: int = 0, math_count: int = 200) -> list[TrainingPromp
     rng = random.Random(seed)
     prompts: list[TrainingPrompt] = []
 
-    def add(prompt: str, label: str, kind: str, category: str, **maths: str) -> None:
+    def add(prompt: str, label: str, kind: str, category: str, **extra: str) -> None:
         prompts.append(
             TrainingPrompt(
                 id=f"{kind}-{len(prompts):04d}",
@@ -169,13 +170,16 @@ def build_prompt_set(seed: int = 0, math_count: int = 200) -> list[TrainingPromp
                 label=label,
                 kind=kind,
                 category=category,
-                **maths,
+                **extra,
             )
         )
 
     for category, requests in HARMFUL.items():
         for request in requests:
-            add(request, "harmful", "harmful", category)
+            pair = {"pair": f"pair-{list(TWINS).index(request):02d}"} if request in TWINS else {}
+            add(request, "harmful", "harmful", category, **pair)
+            if pair:
+                add(TWINS[request], "benign", "lookalike", category, **pair)
             for style in rng.sample(sorted(JAILBREAK_STYLES), 2):
                 add(_wrap(JAILBREAK_STYLES[style], request), "harmful", "jailbreak", category)
     for category, requests in LOOKALIKES.items():
@@ -195,13 +199,17 @@ def split_train_dev(
 ) -> tuple[list[TrainingPrompt], list[TrainingPrompt]]:
     """A seeded split, stratified by (kind, category), so dev covers every kind and category.
 
-    Variants of one seed request (its jailbreak wrappings, its framed look-alike) stay on the
-    same side, so dev measures generalisation to new requests rather than to new wrappers.
+    Variants of one seed request (its jailbreak wrappings, its framed look-alike, its benign
+    twin) stay on the same side, so dev measures generalisation to new requests rather than to
+    new wrappers.
     """
     groups: dict[tuple[str, str], list[list[TrainingPrompt]]] = defaultdict(list)
     family: dict[str, list[TrainingPrompt]] = defaultdict(list)
-    for prompt in prompts:
-        family[family_key(prompt)].append(prompt)
+    twin_family = {TWINS[family_key(p)]: family_key(p) for p in prompts if p.pair and p.label == "harmful"}
+    for (
+        prompt
+    ) in prompts:  # a benign twin joins its harmful request's family: a pair never straddles the split
+        family[twin_family.get(prompt.prompt, family_key(prompt))].append(prompt)
     for members in family.values():
         first = members[0]
         groups[(first.kind, first.category)].append(members)

@@ -62,6 +62,9 @@ class EvalConfig(BaseModel):
     max_new_tokens: int = Field(default=256, ge=1)
     max_tool_calls: int = Field(default=2, ge=0)
     temperature: float = Field(default=0.0, ge=0.0)
+    # k answers per prompt, sampled at ``temperature`` (> 0): safety and compliance become avg@k,
+    # and worst-of-k counts a prompt only when all k samples were handled right
+    samples: int = Field(default=1, ge=1)
     # Off by default: transformers' penalty applies to every token already in the context, the
     # prompt included, so a trained student's decision words that also occur in the system
     # prompt ("only" in "Refuse only what the rules forbid") lose out. At 1.1 it turned the BC
@@ -81,11 +84,18 @@ def load_items(config: EvalConfig) -> list[BenchmarkItem]:
     return items
 
 
+def sample_ids(item: BenchmarkItem, samples: int) -> list[tuple[str, int]]:
+    """``(record id, sample index)`` for each of an item's samples; one sample keeps the item's id."""
+    if samples == 1:
+        return [(item.id, 0)]
+    return [(f"{item.id}#s{index}", index) for index in range(samples)]
+
+
 def judge_item(item: BenchmarkItem, traj: Trajectory, judge: Judge) -> dict[str, Any]:
     """The judgement fields of a record. Maths is checked, not judged (and costs no judge call)."""
     answer = traj.final_content if traj.finish_reason != "call_cap" else ""
     if item.task == "math":
-        verdict, reason = classify_response(answer)
+        verdict, reason = classify_response(answer, harmful=False)
         return {
             "verdict": verdict,
             "judge_reason": reason,
@@ -105,9 +115,14 @@ def judge_item(item: BenchmarkItem, traj: Trajectory, judge: Judge) -> dict[str,
     }
 
 
-def make_record(item: BenchmarkItem, traj: Trajectory, judge: Judge) -> dict[str, Any]:
+def make_record(
+    item: BenchmarkItem, traj: Trajectory, judge: Judge, *, record_id: str | None = None, sample: int = 0
+) -> dict[str, Any]:
     return {
         **item.model_dump(),
+        "id": record_id or item.id,
+        "item_id": item.id,
+        "sample": sample,
         **traj.model_dump(exclude={"id"}),
         "answer": traj.final_answer,
         **judge_item(item, traj, judge),
@@ -170,28 +185,46 @@ def run_eval(
     """Run (or resume) an evaluation; returns the metrics. ``generator`` overrides model loading."""
     out_dir = Path(out_dir)
     console = console or Console()
+    if config.samples > 1 and config.temperature == 0:
+        raise RulewiseError(
+            f"{config.samples} samples per prompt at temperature 0 would be {config.samples} copies of one answer",
+            field="samples",
+            hint="set a temperature > 0 (e.g. --temperature 0.7), or --samples 1",
+        )
     items = load_items(config)  # bad benchmark files fail before anything is loaded or written
     judge = build_judge(config.judge)
     _check_config(out_dir, config, None if generator is not None else model_fingerprint(config.model))
     results_path = out_dir / RESULTS_FILE
-    wanted = {item.id for item in items}
+    units = [
+        (item, record_id, sample) for item in items for record_id, sample in sample_ids(item, config.samples)
+    ]
+    wanted = {record_id for _, record_id, _ in units}
     done = {r["id"] for r in read_records(results_path, console=console)}
-    pending = [item for item in items if item.id not in done]
+    pending = [unit for unit in units if unit[1] not in done]
     if pending:
         if len(done & wanted):
-            console.print(f"resuming: {len(done & wanted)} of {len(items)} items already done")
+            console.print(f"resuming: {len(done & wanted)} of {len(units)} answers already done")
         if generator is None:
             with console.status(f"loading model '{config.model}'…"):
                 generator = build_eval_generator(config, batch_size=batch_size, precision=precision)
+        if config.temperature > 0:
+            import torch
+
+            torch.manual_seed(config.seed)  # the same samples for the same seed (on one machine)
         with eta_progress(console) as progress:
-            task = progress.add_task("evaluating", total=len(items), completed=len(items) - len(pending))
+            task = progress.add_task("evaluating", total=len(units), completed=len(units) - len(pending))
 
             def finished(index: int, traj: Trajectory) -> None:
-                append_record(results_path, make_record(pending[index], traj, judge))
+                item, record_id, sample = pending[index]
+                append_record(
+                    results_path, make_record(item, traj, judge, record_id=record_id, sample=sample)
+                )
                 progress.advance(task)
 
             generator.generate(
-                [item.prompt for item in pending], ids=[item.id for item in pending], on_finished=finished
+                [item.prompt for item, _, _ in pending],
+                ids=[record_id for _, record_id, _ in pending],
+                on_finished=finished,
             )
     records = [r for r in read_records(results_path) if r["id"] in wanted]
     metrics = compute_metrics(records, seed=config.seed)
@@ -200,6 +233,7 @@ def run_eval(
         "use_tools": config.use_tools,
         "judge": config.judge,
         "items": len(records),
+        "samples": config.samples,
     }
     (out_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2), encoding="utf-8")
     write_run_report(

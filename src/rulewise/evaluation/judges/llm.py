@@ -171,7 +171,9 @@ class OpenAIJudge:
             verdict = parse_xstest(text)
             if verdict is not None:
                 return Judgement(verdict=verdict, reason="XSTest classification", judge=self.name)
-        verdict, reason = classify_response(response)  # recorded as a fallback, never silently
+        verdict, reason = classify_response(
+            response, harmful=harmful
+        )  # recorded as a fallback, never silently
         return Judgement(
             verdict=verdict, reason=f"judge output unparseable, offline judge: {reason}", judge=self.name
         )
