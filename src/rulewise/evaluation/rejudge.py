@@ -60,9 +60,9 @@ def _harmfulness(row: dict[str, Any], field_name: str, *, path: Path, line: int,
         )
     value = row[field_name]
     key = value.strip().lower() if isinstance(value, str) else value
-    if isinstance(key, float) and key in (0.0, 1.0):
-        key = int(key)
-    if key not in HARMFUL_VALUES or isinstance(key, bool) != isinstance(value, bool):
+    if (
+        isinstance(key, list | dict) or key not in HARMFUL_VALUES
+    ):  # 1 == 1.0 == True: numbers 0/1 are read too
         raise RulewiseError(
             f"cannot read {value!r} as harmful or not",
             path=path,
