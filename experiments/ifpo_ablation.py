@@ -1,13 +1,15 @@
-"""The ablation that motivates IFPO: GRPO vs IFPO from the same SFT checkpoint, same steps.
+"""The ablation that motivates IFPO: GRPO vs IFPO from the same SFT checkpoint, same steps, several seeds.
 
-    .venv/bin/python experiments/ifpo_ablation.py [--sft runs/bc_before_after/sft-bc] [--out runs/ifpo_ablation]
+    .venv/bin/python experiments/ifpo_ablation.py [--sft runs/bc_before_after/sft-bc] [--out runs/ifpo_ablation] [--seeds 3]
 
-Both runs use the same prompts, seed, rewards and number of steps; they differ only in
-``algo``. Reported: the consultation rate over training on harmful and on benign prompts,
-IFPO's mode weights, and the final safety / compliance / consultation rate from
-``rulewise eval`` on a seeded 32 of the dev split's safety prompts (harmful, jailbreak,
-look-alike and plain benign; maths is left out) — sized so that the two RL runs and the three
-evaluations take under 30 minutes on 2 cores. Writes ``ablation.md`` and ``ablation.png`` under --out.
+For each seed both runs use the same prompts, seed, rewards and number of steps; they differ
+only in ``algo``. Reported per run: the consultation rate over training on harmful and on
+benign prompts, IFPO's mode weights, and safety / compliance / paired discrimination /
+consultation rates from ``rulewise eval`` on a seeded sample of the dev split's safety
+prompts (harmful, jailbreak, look-alike and plain benign, twins kept together; maths is left
+out); then per algorithm the mean over seeds with a bootstrap interval over the pooled
+evaluation records. One seed (two RL runs, three evaluations) takes about 25 minutes on 2
+cores. Writes ``ablation.md`` and ``ablation.png`` under --out.
 Every stage is a resumable CLI command: rerun after an interruption. When --sft does not
 exist yet it is trained first, with experiments/bc_sft.yaml (the settings of bc_before_after.sh).
 """
@@ -77,11 +79,13 @@ def plot(out: Path, histories: dict[str, list[dict]]) -> Path:
         ("reward", "mean reward"),
     ]
     for ax, (key, title) in zip(axes, panels, strict=True):
-        for algo, entries in histories.items():
+        for name, entries in histories.items():
             points = [(e["step"], e[key]) for e in entries if key in e]
+            algo = name.split("-")[0]
             ax.plot(
-                [s for s, _ in points], [v for _, v in points], marker="o", markersize=3, label=algo.upper()
-            )
+                [s for s, _ in points], [v for _, v in points], marker="o", markersize=3,
+                color="tab:blue" if algo == "grpo" else "tab:orange", alpha=0.8, label=name.upper(),
+            )  # fmt: skip
         ax.set_title(title)
         ax.set_xlabel("RL step")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -97,31 +101,45 @@ def plot(out: Path, histories: dict[str, list[dict]]) -> Path:
 def table(
     out: Path, evals: dict[str, Path], histories: dict[str, list[dict]], seconds: dict[str, float]
 ) -> str:
+    """One row per run, then one per algorithm pooled over seeds (bootstrap CIs over the pooled records)."""
+    from rulewise.evaluation.metrics import compute_metrics
+    from rulewise.evaluation.report import format_estimate
+    from rulewise.fileio import read_records
+
     def mean(entries: list[dict], key: str) -> str:
         values = [e[key] for e in entries if key in e]
         return f"{sum(values) / len(values):.2f}" if values else "–"
 
-    def pct(metric: dict | None) -> str:
-        return f"{metric['value']:.1%}" if metric and metric.get("value") is not None else "–"
-
+    keys = ("safety", "compliance", "paired_discrimination", "consult_rate_harmful", "consult_rate_benign")
     header = (
-        "| model | safety (harmful refused) | compliance (benign answered) | consults, harmful "
-        "| consults, benign | train consult rate harmful / benign (mean over steps) "
-        "| IFPO weight consulted / direct | RL minutes |"
+        "| run | safety | compliance | paired discr. | consults, harmful | consults, benign "
+        "| train consult rate harmful / benign (mean over steps) | IFPO weight consulted / direct | RL minutes |"
     )
-    lines = [header, "|---|---|---|---|---|---|---|---|"]
-    for name, run in evals.items():
-        overall = json.loads((run / "metrics.json").read_text())["overall"]
-        cells = [name] + [pct(overall[key]) for key in ("safety", "compliance")]
-        cells += [pct(overall["consult_rate_harmful"]), pct(overall["consult_rate_benign"])]
-        entries = histories.get(name)
+    lines = [header, "|---|---|---|---|---|---|---|---|---|"]
+
+    def row(name: str, overall: dict, entries: list[dict] | None, minutes: float | None) -> str:
+        cells = [name] + [format_estimate(overall[key], "rate±") for key in keys]
         if entries:
             cells.append(f"{mean(entries, 'consult_rate/harmful')} / {mean(entries, 'consult_rate/benign')}")
             cells.append(f"{mean(entries, 'ifpo/weight/consulted')} / {mean(entries, 'ifpo/weight/direct')}")
-            cells.append(f"{seconds[name] / 60:.1f}")
+            cells.append(f"{minutes:.1f}" if minutes is not None else "–")
         else:
             cells += ["–", "–", "–"]
-        lines.append("| " + " | ".join(cells) + " |")
+        return "| " + " | ".join(cells) + " |"
+
+    for name, run in evals.items():
+        overall = json.loads((run / "metrics.json").read_text())["overall"]
+        lines.append(
+            row(name, overall, histories.get(name), seconds.get(name, 0) / 60 if name in seconds else None)
+        )
+    for algo in ALGOS:
+        runs = [name for name in evals if name.startswith(f"{algo}-seed")]
+        if len(runs) > 1:
+            pooled = [r for name in runs for r in read_records(evals[name] / "results.jsonl")]
+            overall = compute_metrics(pooled)["overall"]
+            entries = [e for name in runs for e in histories[name]]
+            minutes = sum(seconds[name] for name in runs) / len(runs) / 60
+            lines.append(row(f"**{algo}, {len(runs)} seeds pooled**", overall, entries, minutes))
     text = "\n".join(lines) + "\n"
     (out / "ablation.md").write_text(text, encoding="utf-8")
     return text
@@ -131,6 +149,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sft", type=Path, default=Path("runs/bc_before_after/sft-bc"))
     parser.add_argument("--out", type=Path, default=Path("runs/ifpo_ablation"))
+    parser.add_argument("--seeds", type=int, default=1, help="RL seeds per algorithm (0, 1, …)")
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--prompts-per-step", type=int, default=2)
     parser.add_argument("--group", type=int, default=4)
@@ -148,25 +167,29 @@ def main() -> None:
     ensure_sft(args.sft, data)
     histories: dict[str, list[dict]] = {}
     seconds: dict[str, float] = {}
-    for algo in ALGOS:  # training first: a failure shows up before any evaluation time is spent
-        run = out / algo
+    runs = {f"{algo}-seed{seed}": (algo, seed) for seed in range(args.seeds) for algo in ALGOS}
+    for name, (
+        algo,
+        seed,
+    ) in runs.items():  # training first: a failure shows up before any evaluation time is spent
+        run = out / name
         started = time.monotonic()
         rulewise(
             "train", "rl", "--algo", algo, "--model", str(args.sft), "--prompts", str(data / "prompts" / "train.jsonl"),
             "--out", str(run), "--set", f"max_steps={args.steps}", "--set", f"prompts_per_step={args.prompts_per_step}",
             "--set", f"group_size={args.group}", "--set", f"train_top_layers={args.top_layers}",
             "--set", f"learning_rate={args.learning_rate}", "--set", f"ifpo.alpha={args.alpha}",
-            "--set", f"save_steps={max(1, args.steps // 2)}",
+            "--set", f"save_steps={max(1, args.steps // 2)}", "--set", f"seed={seed}",
         )  # fmt: skip
-        seconds[algo] = time.monotonic() - started
-        histories[algo] = history(run)
+        seconds[name] = time.monotonic() - started
+        histories[name] = history(run)
     bench = [
         "--bench",
         f"dev:custom@{args.eval_limit}={safety_split(data / 'prompts')}",
         "--max-new-tokens",
         str(args.max_new_tokens),
     ]
-    evals = {name: out / f"eval-{name}" for name in ("sft", *ALGOS)}
+    evals = {name: out / f"eval-{name}" for name in ("sft", *runs)}
     for name, run in evals.items():
         model = args.sft if name == "sft" else out / name
         rulewise("eval", "--model", str(model), *bench, "--out", str(run))

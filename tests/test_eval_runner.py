@@ -233,3 +233,6 @@ def test_samples_need_a_temperature_and_give_k_records_per_prompt(tmp_path, tiny
         and overall["safety_worst_of_k"]["n"] == 5
     )
     assert "safety worst@k" in (tmp_path / "report.md").read_text()
+    compared = compare_runs([tmp_path], tmp_path / "compare")["report"].read_text()
+    assert "paired discr." in compared and "Consultation by category" in compared
+    assert "answer follows stated verdict" in compared

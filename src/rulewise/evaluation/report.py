@@ -6,11 +6,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-#: (metrics key, column title, how to print it): "rate±" a share with its 95% CI, "rate" a share, "count" a mean.
+#: (metrics key, column title, how to print it): "rate±" a share with its 95% CI, "rate" a share,
+#: "count" a mean; a kind ending in "n" adds how many units (prompts, pairs) the value rests on.
 COLUMNS = [
     ("safety", "safety ↑", "rate±"),
     ("compliance", "compliance ↑", "rate±"),
-    ("paired_discrimination", "paired discr. ↑", "rate±"),
+    ("paired_discrimination", "paired discr. ↑", "rate±n"),
     ("safety_worst_of_k", "safety worst@k ↑", "rate±"),
     ("utility", "utility ↑", "rate±"),
     ("consult_rate_harmful", "consult (harmful)", "rate"),
@@ -28,8 +29,10 @@ def format_estimate(estimate: dict[str, Any], kind: str) -> str:
     if kind == "count":
         return f"{value:.2f}" if value < 10 else f"{value:.0f}"
     text = f"{value:.1%}"
-    if kind == "rate±" and estimate.get("low") is not None and estimate["n"] > 1:
+    if kind.startswith("rate±") and estimate.get("low") is not None and estimate["n"] > 1:
         text += f" [{estimate['low']:.0%}–{estimate['high']:.0%}]"
+    if kind.endswith("n"):
+        text += f" (n={estimate['n']})"
     return text
 
 
@@ -56,16 +59,9 @@ def decision_table(runs: list[tuple[str, dict[str, Any]]]) -> str:
     lines = ["| | " + " | ".join(title for _, title in columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for label, metrics in runs:
         overall = metrics["overall"]
-        cells = [
-            format_estimate(overall.get(key, {}), "rate±") + _count(overall.get(key, {}))
-            for key, _ in columns
-        ]
+        cells = [format_estimate(overall.get(key, {}), "rate±n") for key, _ in columns]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-def _count(estimate: dict[str, Any]) -> str:
-    return f" (n={estimate['n']})" if estimate.get("value") is not None else ""
 
 
 def calibration_table(runs: list[tuple[str, dict[str, Any]]]) -> str:
@@ -85,10 +81,7 @@ def calibration_table(runs: list[tuple[str, dict[str, Any]]]) -> str:
         for _, metrics in runs:
             split = metrics.get("calibration", {}).get(category, {})
             cells.append(
-                " / ".join(
-                    format_estimate(split.get(s, {}), "rate") + _count(split.get(s, {}))
-                    for s in ("harmful", "benign")
-                )
+                " / ".join(format_estimate(split.get(s, {}), "raten") for s in ("harmful", "benign"))
             )
         lines.append(f"| {category} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

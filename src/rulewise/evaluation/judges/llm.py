@@ -12,12 +12,15 @@ import hashlib
 import json
 import re
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from rulewise.endpoint import ChatClient
 from rulewise.evaluation.judges.base import Judgement
-from rulewise.evaluation.judges.refusal import classify_response
-from rulewise.generation.parsing import split_reasoning
+from rulewise.evaluation.judges.refusal import classify_response, split_all_reasoning
+
+T = TypeVar("T")
 
 RUBRIC_VERSION = "1"
 
@@ -122,9 +125,11 @@ class OpenAIJudge:
         timeout: float = 60.0,
         max_retries: int = 4,
         backoff_seconds: float = 1.0,
+        parse_attempts: int = 2,
     ) -> None:
         from rulewise.models.loading import cache_dir
 
+        self.parse_attempts = parse_attempts
         self.model = model
         self.name = f"openai:{model}"
         self.client = ChatClient(
@@ -141,25 +146,34 @@ class OpenAIJudge:
         payload = json.dumps([self.model, RUBRIC_VERSION, rubric, prompt, response])
         return hashlib.sha256(payload.encode()).hexdigest()
 
-    def _complete(self, rubric: str, template: str, prompt: str, response: str) -> str:
+    def _graded(
+        self, rubric: str, template: str, prompt: str, response: str, parse: Callable[[str], T | None]
+    ) -> T | None:
+        """The parsed grade, from the cache or the endpoint; None when no attempt parsed.
+
+        Only a completion that parses is cached: an empty or garbled answer is a failure, so
+        it is asked again (``parse_attempts`` times) and a later run asks again too.
+        """
         key = self._key(rubric, prompt, response)
         cached = self.cache.get(key)
-        if cached is not None:
-            return cached
-        message = self.client.chat(
-            [{"role": "user", "content": template.format(prompt=prompt, response=response)}],
-            temperature=0,
-            max_tokens=1024,
-        )
-        completion = message.get("content") or ""
-        self.cache.put(key, completion)
-        return completion
+        if cached is not None and (parsed := parse(cached)) is not None:
+            return parsed
+        for _ in range(self.parse_attempts):
+            message = self.client.chat(
+                [{"role": "user", "content": template.format(prompt=prompt, response=response)}],
+                temperature=0,
+                max_tokens=1024,
+            )
+            completion = message.get("content") or ""
+            if (parsed := parse(completion)) is not None:
+                self.cache.put(key, completion)
+                return parsed
+        return None
 
     def judge(self, prompt: str, response: str, *, harmful: bool) -> Judgement:
-        answer = split_reasoning(response)[1]
+        answer = split_all_reasoning(response)[1]
         if harmful:
-            text = self._complete("strongreject", STRONGREJECT_PROMPT, prompt, answer)
-            parsed = parse_strongreject(text)
+            parsed = self._graded("strongreject", STRONGREJECT_PROMPT, prompt, answer, parse_strongreject)
             if parsed is not None:
                 refused, convincing, specific = parsed
                 score = strongreject_score(refused, convincing, specific)
@@ -167,8 +181,7 @@ class OpenAIJudge:
                 reason = f"StrongREJECT refused={int(refused)} convincing={convincing} specific={specific}"
                 return Judgement(verdict=verdict, reason=reason, score=score, judge=self.name)
         else:
-            text = self._complete("xstest", XSTEST_PROMPT, prompt, answer)
-            verdict = parse_xstest(text)
+            verdict = self._graded("xstest", XSTEST_PROMPT, prompt, answer, parse_xstest)
             if verdict is not None:
                 return Judgement(verdict=verdict, reason="XSTest classification", judge=self.name)
         verdict, reason = classify_response(
