@@ -173,6 +173,8 @@ def test_judgement_flags(response, verdict, refused, complied):
     ("response", "reference", "correct"),
     [
         ("<think>3 + 4 = 7</think>\nTom has 7 apples.", "7", True),
+        ("<think>3 + 4 = 7, so Tom has 7", "7", False),  # cut off in its reasoning: no final answer
+        ("<think>3 + 4 = 7</think>\n<think>so 7", "7", False),
         ("The answer is $\\boxed{6000}$.", "6000", True),
         ("So the shop sells 6,000 pens.", "6000", True),
         ("She makes 18.0 dollars.", "18", True),

@@ -297,3 +297,44 @@ def test_pipeline_eta_rescales_smoothly():
     assert 880 < eta.remaining(["sft", "eval"]) < 900
     eta.finish("sft", 1200.0)  # this machine trains at half the reference speed
     assert 500 < eta.remaining(["eval"]) < 600
+
+
+def test_an_input_file_edited_in_place_is_named_not_reused(tmp_path, monkeypatch):
+    """Fingerprints cover input *contents*: the same path with new contents is a changed input."""
+    from rulewise.pipeline import runner
+
+    ran: list[str] = []
+    monkeypatch.setattr(runner, "run_stage", lambda ctx, name: ran.append(name))
+    prompts = tmp_path / "my_prompts.jsonl"
+    prompts.write_text('{"prompt": "How do I bake bread?", "label": "benign"}\n')
+    path = _write(tmp_path, GOOD.replace('prompts: "@prompts/train.jsonl"', f"prompts: {prompts}"))
+    out = tmp_path / "run"
+    run_recipe(load_recipe(path), out=out)
+    state = json.loads((out / STATE_FILE).read_text())
+    assert str(prompts) in state["stages"]["bc"]["inputs"] and str(prompts) in state["files"]
+    ran.clear()
+    assert {o.status for o in run_recipe(load_recipe(path), out=out)} == {"cached"} and ran == []
+    prompts.write_text('{"prompt": "How do I bake bread?", "label": "BENIGN"}\n')  # same path and size, new contents
+    with pytest.raises(
+        RulewiseError, match=f"stage 'bc': input file\\(s\\) changed since it ran: {prompts}"
+    ) as info:
+        run_recipe(load_recipe(path), out=out)
+    assert "--redo bc" in info.value.hint
+    outcomes = {o.name: o.status for o in run_recipe(load_recipe(path), out=out, redo=["bc"])}
+    assert outcomes == {"prompts": "cached", "bc": "ran", "sft": "ran"}
+
+
+def test_a_state_file_from_before_input_hashing_stays_valid(tmp_path, monkeypatch):
+    from rulewise.pipeline import runner
+
+    monkeypatch.setattr(runner, "run_stage", lambda ctx, name: None)
+    path = _write(tmp_path, GOOD)
+    out = tmp_path / "run"
+    run_recipe(load_recipe(path), out=out)
+    state = json.loads((out / STATE_FILE).read_text())
+    legacy = fingerprints(load_recipe(path), with_inputs=False)
+    for name, stage in state["stages"].items():  # as an older version wrote it
+        stage.pop("inputs")
+        stage["fingerprint"] = legacy[name]
+    (out / STATE_FILE).write_text(json.dumps(state))
+    assert {o.status for o in run_recipe(load_recipe(path), out=out)} == {"cached"}

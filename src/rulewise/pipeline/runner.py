@@ -1,7 +1,10 @@
 """Running a recipe: stages in order, each cached, resumable, with one pipeline-wide ETA.
 
-``OUT/pipeline.json`` records, per stage, a fingerprint of its settings and of everything
-upstream, whether it finished, and how long it took. On a rerun a finished stage with the same
+``OUT/pipeline.json`` records, per stage, a fingerprint of its settings, of the *contents* of
+the input files its settings name (a rulebook, a prompt file, a benchmark) and of everything
+upstream, whether it finished, and how long it took. Editing an input file in place therefore
+changes the fingerprint like a changed setting does, and the error names the file; file hashes
+are cached in the state file by size and modification time, so unchanged inputs are not re-read. On a rerun a finished stage with the same
 fingerprint is skipped; an unfinished one is run again and continues from its own checkpoints
 or finished items. A stage whose settings changed since it ran is an error (its outputs would
 silently mix two configurations) unless ``redo`` names it, which discards its outputs and
@@ -42,12 +45,67 @@ HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 Status = Literal["done", "running"]
 
 
-def fingerprints(recipe: Recipe) -> dict[str, str]:
-    """Per stage: a hash of its settings, the base model it uses, and its upstream fingerprints.
+def input_files(settings: Any) -> list[str]:
+    """Every string in a stage's settings that names an existing file (``@stage`` references aside)."""
+    found: set[str] = set()
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+        elif isinstance(value, str) and value and not value.startswith("@"):
+            # a bench spec "NAME[:LAYOUT][@N]=PATH" names its file after the "="
+            for candidate in {value, value.split("=", 1)[-1]}:
+                if len(candidate) < 4096 and Path(candidate).is_file():
+                    found.add(candidate)
+
+    walk(settings)
+    return sorted(found)
+
+
+class FileDigests:
+    """SHA-256 of files, remembered by (size, modification time) so an unchanged file is read once."""
+
+    def __init__(self, known: dict[str, dict[str, Any]] | None = None) -> None:
+        self.known: dict[str, dict[str, Any]] = dict(known or {})
+
+    def __call__(self, path: str) -> str:
+        stat = Path(path).stat()
+        entry = self.known.get(path)
+        if entry and entry["size"] == stat.st_size and entry["mtime_ns"] == stat.st_mtime_ns:
+            return entry["sha256"]
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        self.known[path] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": digest.hexdigest()}
+        return digest.hexdigest()
+
+
+def stage_inputs(recipe: Recipe, digests: FileDigests) -> dict[str, dict[str, str]]:
+    """Per stage: ``{input file: its SHA-256}``."""
+    return {
+        name: {
+            path: digests(path) for path in input_files(stage.model_dump(mode="json", exclude={"launcher"}))
+        }
+        for name, stage in recipe.stages.items()
+    }
+
+
+def fingerprints(
+    recipe: Recipe, digests: FileDigests | None = None, *, with_inputs: bool = True
+) -> dict[str, str]:
+    """Per stage: a hash of its settings, its input files' contents, the base model it uses, and
+    its upstream fingerprints.
 
     How a stage is launched (``launcher``) is left out: moving a run to more GPUs does not
-    change what it computes.
+    change what it computes. ``with_inputs=False`` gives the fingerprint of versions that did
+    not hash input files, so their finished stages stay valid.
     """
+    inputs = stage_inputs(recipe, digests or FileDigests())
     prints: dict[str, str] = {}
     for name, stage in recipe.stages.items():
         uses_base = BASE_MODEL in stage.references().values()
@@ -56,6 +114,8 @@ def fingerprints(recipe: Recipe) -> dict[str, str]:
             "base_model": recipe.model if uses_base else None,
             "upstream": {up: prints[up] for up in recipe.upstream(name)},
         }
+        if with_inputs:
+            payload["inputs"] = inputs[name]
         prints[name] = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
     return prints
 
@@ -66,6 +126,7 @@ class PipelineState:
 
     path: Path
     stages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)  # FileDigests' cache
 
     @classmethod
     def load(cls, path: Path) -> PipelineState:
@@ -77,13 +138,16 @@ class PipelineState:
             raise RulewiseError(
                 f"invalid JSON: {exc.msg}", path=path, line=exc.lineno, hint="delete it to start over"
             ) from None
-        return cls(path, dict(data.get("stages", {})))
+        return cls(path, dict(data.get("stages", {})), dict(data.get("files", {})))
 
     def save(self, recipe: Recipe) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(
-            json.dumps({"recipe": recipe.name, "source": recipe.source, "stages": self.stages}, indent=2),
+            json.dumps(
+                {"recipe": recipe.name, "source": recipe.source, "stages": self.stages, "files": self.files},
+                indent=2,
+            ),
             encoding="utf-8",
         )
         tmp.replace(self.path)  # atomic: a kill never leaves a half-written state file
@@ -96,8 +160,14 @@ class PipelineState:
         status: Status,
         seconds: float,
         peak_rss_gib: float | None = None,
+        inputs: dict[str, str] | None = None,
     ) -> None:
-        self.stages[name] = {"fingerprint": fingerprint, "status": status, "seconds": round(seconds, 1)}
+        self.stages[name] = {
+            "fingerprint": fingerprint,
+            "status": status,
+            "seconds": round(seconds, 1),
+            "inputs": inputs or {},
+        }
         if peak_rss_gib is not None:
             self.stages[name]["peak_rss_gib"] = peak_rss_gib
         self.save(recipe)
@@ -168,18 +238,35 @@ def run_recipe(
     out_dir = Path(out or recipe.out)
     ctx = StageContext(recipe, out_dir, console)
     state = PipelineState.load(out_dir / STATE_FILE)
-    prints = fingerprints(recipe)
+    digests = FileDigests(state.files)
+    inputs = stage_inputs(recipe, digests)
+    prints = fingerprints(recipe, digests)
+    state.files = digests.known
     if redo:
         _redo(recipe, state, ctx, redo, console)
+    legacy = fingerprints(recipe, digests, with_inputs=False)  # for stages recorded before inputs were hashed
     for name, fingerprint in prints.items():
         previous = state.stages.get(name)
-        if previous is not None and previous["fingerprint"] != fingerprint:
-            raise RulewiseError(
-                f"stage '{name}' was run with other settings (or other upstream results) than this recipe now has",
-                path=state.path,
-                field=f"stages.{name}",
-                hint=f"rerun with --redo {name} to discard it and what depends on it, or use another --out",
-            )
+        if previous is None:
+            continue
+        if previous["fingerprint"] == (fingerprint if "inputs" in previous else legacy[name]):
+            continue
+        changed = sorted(
+            path
+            for path, digest in inputs[name].items()
+            if previous.get("inputs", {}).get(path, digest) != digest
+        )
+        message = (
+            f"stage '{name}': input file(s) changed since it ran: {', '.join(changed)}"
+            if changed
+            else f"stage '{name}' was run with other settings (or other upstream results) than this recipe now has"
+        )
+        raise RulewiseError(
+            message,
+            path=state.path,
+            field=f"stages.{name}",
+            hint=f"rerun with --redo {name} to discard it and what depends on it, or use another --out",
+        )
 
     estimates = {name: estimate_seconds(stage) for name, stage in recipe.stages.items()}
     eta = _ETA(estimates)
@@ -206,14 +293,14 @@ def run_recipe(
         console.rule(
             f"[bold][{index}/{len(names)}] {name}[/bold] ({stage.kind}) · pipeline ETA ~{_format_minutes(left)}"
         )
-        state.mark(recipe, name, prints[name], "running", 0.0)
+        state.mark(recipe, name, prints[name], "running", 0.0, inputs=inputs[name])
         started = time.perf_counter()
         meter = memory.PeakMeter()
         run_stage(ctx, name)
         memory.release_free_memory()  # free this stage's models before the next loads its own
         seconds = time.perf_counter() - started
         peak = memory.gib(meter.peak_bytes())
-        state.mark(recipe, name, prints[name], "done", seconds, peak)
+        state.mark(recipe, name, prints[name], "done", seconds, peak, inputs=inputs[name])
         eta.finish(name, seconds)
         outcomes.append(StageOutcome(name, stage.kind, "ran", seconds, output, peak))
         console.print(
