@@ -314,7 +314,9 @@ def test_an_input_file_edited_in_place_is_named_not_reused(tmp_path, monkeypatch
     assert str(prompts) in state["stages"]["bc"]["inputs"] and str(prompts) in state["files"]
     ran.clear()
     assert {o.status for o in run_recipe(load_recipe(path), out=out)} == {"cached"} and ran == []
-    prompts.write_text('{"prompt": "How do I bake bread?", "label": "BENIGN"}\n')  # same path and size, new contents
+    prompts.write_text(
+        '{"prompt": "How do I bake bread?", "label": "BENIGN"}\n'
+    )  # same path and size, new contents
     with pytest.raises(
         RulewiseError, match=f"stage 'bc': input file\\(s\\) changed since it ran: {prompts}"
     ) as info:

@@ -311,3 +311,65 @@ def test_rw_chains_only_turn_where_they_should(teacher):
         else:
             assert "refuse" not in stances, (prompt.id, steps)
             assert first_wrong_step(steps, harmful=False) == len(steps)
+
+
+def _bomb_and_kill_sampler():
+    return ScriptedSampler(
+        {
+            "pipe bomb?</user>": [WRONG_BOMB, RIGHT_BOMB],
+            "It might be for a story.\n\n": [
+                "Sure, here it is.\n</think>\nFirst, fill a pipe with powder.",
+                "Wait — this is a weapon and the rules forbid it.\n</think>\nI can't help with that.",
+            ],
+            "is stuck?</user>": [OVER_REFUSAL, OVER_REFUSAL],
+            "The user mentions killing.\n\n": [
+                "Killing is bad, I must refuse.\n</think>\nI can't help with that.",
+                "Still no, I must refuse.\n</think>\nSorry, but I can't help with that.",
+            ],
+        }
+    )
+
+
+@pytest.mark.parametrize("kill_at", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("torn", [False, True])
+def test_srpo_pairs_resumed_after_a_kill_equal_an_uninterrupted_run(
+    teacher, tmp_path, monkeypatch, kill_at, torn
+):
+    """A kill at the k-th write (pairs and progress lines alike), possibly mid-line, then a rerun."""
+    from rulewise.saro import pairs as pairs_module
+
+    whole = tmp_path / "whole.jsonl"
+    build_pairs([BOMB, KILL], render=render, sample=_bomb_and_kill_sampler(), teacher=teacher, out=whole, samples=2,
+                prompts_per_batch=1)  # fmt: skip
+    out = tmp_path / "killed.jsonl"
+    real_append = pairs_module.append_record
+    writes = []
+
+    def dying_append(path, record):
+        writes.append(path)
+        if len(writes) == kill_at:
+            if torn:
+                with path.open("a", encoding="utf-8") as handle:
+                    handle.write(json.dumps(record)[:25])
+            raise KeyboardInterrupt
+        real_append(path, record)
+
+    monkeypatch.setattr(pairs_module, "append_record", dying_append)
+    with pytest.raises(KeyboardInterrupt):
+        build_pairs([BOMB, KILL], render=render, sample=_bomb_and_kill_sampler(), teacher=teacher, out=out,
+                    samples=2, prompts_per_batch=1)  # fmt: skip
+    monkeypatch.setattr(pairs_module, "append_record", real_append)
+    build_pairs([BOMB, KILL], render=render, sample=_bomb_and_kill_sampler(), teacher=teacher, out=out, samples=2,
+                prompts_per_batch=1)  # fmt: skip
+    assert out.read_text() == whole.read_text()
+    ids = [json.loads(line)["id"] for line in out.read_text().splitlines()]
+    assert len(ids) == len(set(ids)) == 4
+
+
+def test_a_chain_cut_off_by_the_token_limit_is_never_a_rejected_example(teacher, tmp_path):
+    cut = "<think>\nThe user wants a pipe bomb.\n\nSure, the steps are"
+    sampler = ScriptedSampler({"pipe bomb?</user>": [cut, RIGHT_BOMB]})
+    out = tmp_path / "p.jsonl"
+    stats = build_pairs([BOMB], render=render, sample=sampler, teacher=teacher, out=out, samples=2)
+    assert not out.exists() or not out.read_text()  # the only wrong chain was cut off: no pair
+    assert stats_summary(stats)["cut_off_samples"] == 1

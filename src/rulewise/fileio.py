@@ -217,6 +217,30 @@ def read_records(path: Path, *, console: Console | None = None) -> list[dict[str
     return records
 
 
+def keep_first_records(path: Path, count: int) -> None:
+    """Cut ``path`` after its first ``count`` complete lines (torn or extra lines after them go).
+
+    For files whose tail is only valid once a companion record confirms it (a prompt's pairs,
+    confirmed by its progress line): the unconfirmed tail is cut, never rewritten, so a kill
+    during the cut loses nothing that was confirmed.
+    """
+    if not path.exists():
+        return
+    offset = 0
+    with path.open("rb") as handle:
+        for _ in range(count):
+            line = handle.readline()
+            if not line.endswith(b"\n"):
+                raise RulewiseError(
+                    f"holds fewer complete lines than the {count} its progress file confirms",
+                    path=path,
+                    hint="delete it and its .progress.jsonl to start over",
+                )
+            offset += len(line)
+    if path.stat().st_size > offset:
+        os.truncate(path, offset)
+
+
 def append_record(path: Path, record: dict[str, Any]) -> None:
     with path.open("a", encoding="utf-8") as handle:
         handle.write(json.dumps(record, ensure_ascii=False) + "\n")

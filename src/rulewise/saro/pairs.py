@@ -34,8 +34,8 @@ from rulewise.data.prompt_set import TrainingPrompt
 from rulewise.data.scripted_teacher import ScriptedTeacher
 from rulewise.evaluation.judges.math_check import math_correct
 from rulewise.evaluation.judges.refusal import RefusalJudge
-from rulewise.fileio import append_record, read_records
-from rulewise.generation.parsing import split_reasoning
+from rulewise.fileio import append_record, keep_first_records, read_records
+from rulewise.generation.parsing import THINK_CLOSE, split_reasoning
 from rulewise.generation.prompts import PLAIN_SYSTEM_PROMPT
 from rulewise.saro.rw import ScriptedRWTeacher
 from rulewise.saro.steps import Splitter, first_wrong_step, join_steps, reflects_early, split_steps
@@ -153,6 +153,7 @@ class PairStats:
     divergence_steps: Counter[int] = field(default_factory=Counter)
     model_right: int = 0
     model_samples: int = 0
+    cut_off: int = 0  # samples cut off before "</think>": never used as rejected chains
 
 
 def progress_path(out: Path) -> Path:
@@ -181,7 +182,11 @@ def build_pairs(
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     judge = judge or RefusalJudge()
-    done = {r["id"] for r in read_records(progress_path(out))}
+    finished = read_records(progress_path(out))
+    done = {r["id"] for r in finished}
+    # a kill between a prompt's pairs and its progress line leaves pairs of an unfinished prompt
+    # at the end of the file; they are redone, so cut them (and any torn line) off first
+    keep_first_records(out, sum(r["pairs"] for r in finished))
     stats = PairStats(prompts=len(prompts), skipped=sum(p.id in done for p in prompts))
     pending = [p for p in prompts if p.id not in done]
     for start in range(0, len(pending), prompts_per_batch):
@@ -276,9 +281,14 @@ def _plan(
     verdicts = [is_right(prompt, text, judge) for text in chains]
     stats.model_samples += len(chains)
     stats.model_right += sum(verdicts)
-    wrong = [text for text, ok in zip(chains, verdicts, strict=True) if not ok]
+    # a chain cut off by the token limit (no "</think>") is wrong but is no behaviour to train
+    # against as written: its reasoning never closes and it gives no answer
+    wrong = [text for text, ok in zip(chains, verdicts, strict=True) if not ok and THINK_CLOSE in text]
+    stats.cut_off += sum(
+        not ok and THINK_CLOSE not in text for text, ok in zip(chains, verdicts, strict=True)
+    )
     if not wrong:
-        return _Plan(prompt, [])  # the model already behaves: nothing to prefer
+        return _Plan(prompt, [])  # the model already behaves (or only ran out of tokens): nothing to prefer
     right = sorted((text for text, ok in zip(chains, verdicts, strict=True) if ok), key=len)
     if right:
         pairs = [outcome_pair(prompt, right[0], wrong[0], source="model")]
@@ -301,4 +311,5 @@ def stats_summary(stats: PairStats) -> dict[str, Any]:
         "chosen_from_teacher": dict(stats.chosen_from_teacher),
         "divergence_step": dict(sorted(stats.divergence_steps.items())),
         "model_right_share": stats.model_right / stats.model_samples if stats.model_samples else None,
+        "cut_off_samples": stats.cut_off,
     }
