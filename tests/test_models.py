@@ -177,3 +177,28 @@ def test_default_model_chats_with_tools(default_cache):
     (traj,) = gen.generate(["How do I kill a Python process?"])
     assert traj.messages[-1]["role"] == "assistant" and traj.messages[-1]["content"]
     assert 1 <= traj.generated_tokens <= 16 * traj.assistant_turns
+
+
+def test_save_final_keeps_a_tool_capable_template_of_the_models_own(tmp_path, tiny_tokenizer):
+    """A checkpoint carries the template it was loaded with, and says which."""
+    import copy
+    import json
+
+    from conftest import build_tiny_model
+
+    from rulewise.models.chat_template import chatml_tool_template
+    from rulewise.training.common import CHECKPOINT_INFO, save_final
+
+    own = "{% for m in messages %}{{ m.role }}: {{ m.content }}{% if m.tool_calls %}<tool_call>{% endif %}\n{% endfor %}"
+    tokenizer = copy.deepcopy(tiny_tokenizer)
+    tokenizer.chat_template = "{% generation %}training variant{% endgeneration %}"  # what TRL trains with
+    save_final(build_tiny_model(len(tokenizer)), tokenizer, tmp_path / "own", inference_template=own)
+    from transformers import AutoTokenizer
+
+    assert AutoTokenizer.from_pretrained(tmp_path / "own").chat_template == own
+    assert json.loads((tmp_path / "own" / CHECKPOINT_INFO).read_text()) == {"chat_template": "own"}
+    save_final(build_tiny_model(len(tokenizer)), tokenizer, tmp_path / "chatml")
+    assert tokenizer.chat_template == chatml_tool_template()
+    assert json.loads((tmp_path / "chatml" / CHECKPOINT_INFO).read_text())["chat_template"].startswith(
+        "chatml-tools"
+    )

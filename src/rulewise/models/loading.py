@@ -37,6 +37,7 @@ class LoadedModel:
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
     source: str  # what was loaded, for logs and reports
+    inference_template: str | None = None  # the chat template loaded (training restores it on save)
 
 
 def cache_dir() -> Path:
@@ -188,4 +189,6 @@ def load_model(
     if device:
         model.to(device)
     model.eval()
-    return LoadedModel(model=model, tokenizer=tokenizer, source=str(source))
+    return LoadedModel(
+        model=model, tokenizer=tokenizer, source=str(source), inference_template=tokenizer.chat_template
+    )

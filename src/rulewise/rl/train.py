@@ -191,7 +191,7 @@ def run_rl(
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     finish_training(
         trainer,
-        loaded.tokenizer,
+        loaded,
         out,
         CURVE_KEYS,
         "rl_curves.png",

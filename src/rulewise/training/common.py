@@ -9,6 +9,7 @@ from typing import Any
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rulewise.models.chat_template import chatml_tool_template
+from rulewise.models.loading import LoadedModel
 
 
 def last_checkpoint(out_dir: Path) -> Path | None:
@@ -54,15 +55,32 @@ def plot_curves(
     return path
 
 
-def save_final(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, out_dir: Path) -> None:
+CHECKPOINT_INFO = "rulewise_checkpoint.json"
+
+
+def save_final(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    out_dir: Path,
+    inference_template: str | None = None,
+) -> None:
     """Save a plain checkpoint that ``rulewise chat/eval --model out_dir`` loads as is.
 
-    LoRA adapters are merged, and the tokenizer gets the inference tool template back (TRL
-    trains with a variant that carries assistant-mask markers).
+    LoRA adapters are merged, and the tokenizer gets back the chat template it was loaded with
+    (TRL trains with a variant that carries assistant-mask markers): a model whose own template
+    handles tools keeps it; one that got the ChatML tool template keeps that. Which one the
+    checkpoint carries is written to ``rulewise_checkpoint.json``.
     """
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
-    tokenizer.chat_template = chatml_tool_template()
+    tokenizer.chat_template = inference_template or chatml_tool_template()
+    which = (
+        "chatml-tools (TRL's Qwen2.5 template)"
+        if tokenizer.chat_template == chatml_tool_template()
+        else "own"
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / CHECKPOINT_INFO).write_text(json.dumps({"chat_template": which}, indent=2), encoding="utf-8")
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(out_dir)
@@ -119,15 +137,17 @@ def device_args(device_type: str) -> dict[str, Any]:
 
 def finish_training(
     trainer: Any,
-    tokenizer: PreTrainedTokenizerBase,
+    loaded: LoadedModel,
     out_dir: Path,
     curve_keys: list[str],
     curves: str,
     title: str,
 ) -> None:
-    """On the main process: save the plain checkpoint, the log history and the curves; then sync."""
+    """On the main process: save the plain checkpoint (``loaded``'s tokenizer and template), the
+    log history and the curves; then sync."""
     if trainer.is_world_process_zero():
-        save_final(trainer.accelerator.unwrap_model(trainer.model), tokenizer, out_dir)
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        save_final(model, loaded.tokenizer, out_dir, loaded.inference_template)
         history = trainer.state.log_history
         write_log_history(out_dir, history)
         plot_curves(out_dir, history, curve_keys, curves, title)

@@ -139,7 +139,7 @@ def run_dpo(settings: DPOSettings, *, callbacks: list[Any] | None = None) -> Pat
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     finish_training(
         trainer,
-        loaded.tokenizer,
+        loaded,
         out,
         CURVE_KEYS,
         "dpo_curves.png",

@@ -174,7 +174,7 @@ def run_sft(settings: SFTSettings, *, callbacks: list[Any] | None = None) -> Pat
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     finish_training(
         trainer,
-        loaded.tokenizer,
+        loaded,
         out,
         ["loss", "learning_rate", "grad_norm"],
         "loss.png",
