@@ -112,6 +112,7 @@ def test_load_local_checkpoint(tiny_checkpoint):
 
 
 def test_bad_specs_fail_fast_and_clearly(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub-cache"))
     with pytest.raises(RulewiseError, match="model directory not found"):
         resolve_model_spec("./no/such/checkpoint")
     with pytest.raises(RulewiseError, match="no config.json"):
@@ -202,3 +203,17 @@ def test_save_final_keeps_a_tool_capable_template_of_the_models_own(tmp_path, ti
     assert json.loads((tmp_path / "chatml" / CHECKPOINT_INFO).read_text())["chat_template"].startswith(
         "chatml-tools"
     )
+
+
+def test_a_hub_model_in_the_local_cache_passes_offline(tmp_path, monkeypatch):
+    """HF_HUB_OFFLINE=1 with the model already downloaded: allowed, transformers loads it from the cache."""
+    snapshot = tmp_path / "hub" / "models--acme--tiny-chat" / "snapshots" / "0123abc"
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}")
+    (tmp_path / "hub" / "models--acme--tiny-chat" / "refs").mkdir()
+    (tmp_path / "hub" / "models--acme--tiny-chat" / "refs" / "main").write_text("0123abc")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert resolve_model_spec("acme/tiny-chat") == "acme/tiny-chat"
+    with pytest.raises(RulewiseError, match="HF_HUB_OFFLINE is set"):
+        resolve_model_spec("acme/not-downloaded")

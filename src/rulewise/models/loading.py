@@ -137,6 +137,7 @@ def resolve_model_spec(spec: str) -> Path | str:
         spec,
         what="neither a local checkpoint directory nor 'default'",
         hint="pass a local checkpoint directory, or 'default' for the bundled SmolLM2-135M-Instruct",
+        cached_probe="config.json",
     )
     return spec
 
