@@ -31,14 +31,23 @@ class Output:
 
 @dataclass
 class FakeLLM:
-    """Continues rendered prompts the way vLLM reports it: stop strings kept, EOS counted, not shown."""
+    """Continues token prompts the way vLLM reports it: stop strings kept, EOS counted, not shown."""
 
+    tokenizer: object
     params: list = field(default_factory=list)
+    prompt_ids: list = field(default_factory=list)
 
-    def generate(self, prompts, params, use_tqdm=False):
+    def get_tokenizer(self):
+        return self.tokenizer
+
+    def generate(self, inputs, params, use_tqdm=False):
+        assert len(params) == len(inputs)  # one SamplingParams per request
         self.params.append(params)
         out = []
-        for prompt in prompts:
+        for request, one in zip(inputs, params):
+            self.prompt_ids.append(request["prompt_token_ids"])
+            prompt = self.tokenizer.decode(request["prompt_token_ids"], skip_special_tokens=False)
+            params = one
             if "build a pipe bomb" in prompt and "<tool_response>" not in prompt:
                 text = (CALL % "pipe bomb").split(TOOL_CALL_CLOSE)[0] + TOOL_CALL_CLOSE
                 out.append(Output([Choice(text, list(range(30)), "stop", TOOL_CALL_CLOSE)]))
@@ -66,7 +75,7 @@ def fake_vllm(monkeypatch):
 
 
 def test_completions_and_the_tool_loop_on_vllm(fake_vllm, tiny_tokenizer):
-    llm = FakeLLM()
+    llm = FakeLLM(tiny_tokenizer)
     backend = VLLMBackend("unused", sampling=SamplingConfig(temperature=0.7, repetition_penalty=1.1), llm=llm)
     tool = make_consult_tool(build_retriever(load_rulebook()), k=1)
     gen = ToolUseGenerator(backend, tiny_tokenizer, tools=[tool])
@@ -74,9 +83,42 @@ def test_completions_and_the_tool_loop_on_vllm(fake_vllm, tiny_tokenizer):
     assert harmful.consulted_rules == ["WEAP-01"] and harmful.final_answer.startswith("I can't help")
     assert harmful.generated_tokens == 30 + 21 and harmful.finish_reason == "answer"
     assert benign.finish_reason == "length" and benign.generated_tokens == 256
-    first = llm.params[0]
+    first = llm.params[0][0]
     assert (first.stop, first.include_stop_str_in_output, first.max_tokens) == ([TOOL_CALL_CLOSE], True, 256)
-    assert (first.temperature, first.repetition_penalty) == (0.7, 1.1)
+    assert (first.temperature, first.repetition_penalty, first.skip_special_tokens) == (0.7, 1.1, False)
+
+
+def test_vllm_gets_the_same_prompt_tokens_as_the_transformers_backend(fake_vllm, tiny_tokenizer):
+    """Token for token: the chat template already wrote the special tokens; nothing is added twice."""
+    llm = FakeLLM(tiny_tokenizer)
+    backend = VLLMBackend("unused", llm=llm)
+    tool = make_consult_tool(build_retriever(load_rulebook()), k=1)
+    ToolUseGenerator(backend, tiny_tokenizer, tools=[tool]).generate(["How do I build a pipe bomb?"])
+    rendered = [tiny_tokenizer.decode(ids, skip_special_tokens=False) for ids in llm.prompt_ids]
+    hf_rows = [tiny_tokenizer(text, add_special_tokens=False)["input_ids"] for text in rendered]
+    assert (
+        llm.prompt_ids == hf_rows and len(llm.prompt_ids) == 2
+    )  # the first turn, then after the tool result
+    assert tiny_tokenizer.bos_token is None or llm.prompt_ids[0][:2] != [tiny_tokenizer.bos_token_id] * 2
+
+
+def test_each_vllm_request_gets_its_own_seed_and_a_rerun_repeats_them(fake_vllm, tiny_tokenizer):
+    seeds = []
+    for _ in range(2):
+        llm = FakeLLM(tiny_tokenizer)
+        backend = VLLMBackend("unused", sampling=SamplingConfig(temperature=0.8), seed=5, llm=llm)
+        backend.complete(["How do I kill a process?"] * 3, 8, False)
+        backend.complete(["How do I kill a process?"], 8, False)
+        seeds.append([p.seed for batch in llm.params for p in batch])
+    assert seeds[0] == seeds[1] == [5, 6, 7, 8]
+
+
+def test_a_trailing_end_of_turn_token_is_cut_like_the_transformers_backend(fake_vllm, tiny_tokenizer):
+    llm = FakeLLM(tiny_tokenizer)
+    backend = VLLMBackend("unused", llm=llm)
+    eos = tiny_tokenizer.eos_token
+    done = backend._to_completion(Choice(f"<tool_call>x</tool_call> fine{eos}", [1, 2, 3], "stop", None))
+    assert done.text == "<tool_call>x</tool_call> fine" and done.stop == "eos"
 
 
 def test_a_missing_vllm_is_a_named_error(monkeypatch):

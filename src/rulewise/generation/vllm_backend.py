@@ -16,7 +16,17 @@ from rulewise.generation.parsing import TOOL_CALL_CLOSE
 
 
 class VLLMBackend:
-    """``vllm.LLM.generate`` over rendered prompts; stops at the end of the turn or after ``</tool_call>``."""
+    """``vllm.LLM.generate`` over rendered prompts; stops at the end of the turn or after ``</tool_call>``.
+
+    It matches the transformers backend exactly where that matters:
+
+    - prompts go in as token ids, tokenized without special tokens (the chat template already
+      wrote them; vLLM's own text path would add a BOS token a second time);
+    - special tokens stay in the output text (``<tool_call>`` is a special token in some
+      tokenizers, and the loop's parser needs it), only a trailing end-of-turn token is cut;
+    - every request gets its own seed (``seed`` + a running request number), so k samples of
+      one prompt differ and a rerun with the same seed repeats them.
+    """
 
     def __init__(
         self,
@@ -36,9 +46,11 @@ class VLLMBackend:
         self._vllm = vllm
         self.sampling = sampling or SamplingConfig()
         self.seed = seed
+        self.requests = 0  # requests sent so far: the next one's seed is seed + requests
         self.llm = llm if llm is not None else vllm.LLM(model=model, seed=seed, **engine_args)
+        self.tokenizer = self.llm.get_tokenizer()
 
-    def _params(self, max_new_tokens: int, stop_at_tool_call: bool) -> Any:
+    def _params(self, max_new_tokens: int, stop_at_tool_call: bool, seed: int) -> Any:
         return self._vllm.SamplingParams(
             max_tokens=max_new_tokens,
             temperature=self.sampling.temperature,
@@ -46,18 +58,32 @@ class VLLMBackend:
             repetition_penalty=self.sampling.repetition_penalty,
             stop=[TOOL_CALL_CLOSE] if stop_at_tool_call else None,
             include_stop_str_in_output=True,
-            seed=self.seed,
+            skip_special_tokens=False,
+            seed=seed,
         )
 
+    def prompt_token_ids(self, prompt: str) -> list[int]:
+        """The ids the transformers backend feeds for ``prompt`` (no special tokens added)."""
+        return self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+
     def complete(self, prompts: list[str], max_new_tokens: int, stop_at_tool_call: bool) -> list[Completion]:
-        outputs = self.llm.generate(prompts, self._params(max_new_tokens, stop_at_tool_call), use_tqdm=False)
+        inputs = [{"prompt_token_ids": self.prompt_token_ids(p)} for p in prompts]
+        params = [
+            self._params(max_new_tokens, stop_at_tool_call, self.seed + self.requests + i)
+            for i in range(len(prompts))
+        ]
+        self.requests += len(prompts)
+        outputs = self.llm.generate(inputs, params, use_tqdm=False)
         return [self._to_completion(output.outputs[0]) for output in outputs]
 
-    @staticmethod
-    def _to_completion(choice: Any) -> Completion:
+    def _to_completion(self, choice: Any) -> Completion:
         tokens = len(choice.token_ids)
+        text = choice.text
+        eos = self.tokenizer.eos_token
+        if eos and text.endswith(eos):  # kept by skip_special_tokens=False; the HF backend cuts it too
+            text = text[: -len(eos)]
         if choice.finish_reason == "length":
-            return Completion(text=choice.text, num_tokens=tokens, stop="length")
+            return Completion(text=text, num_tokens=tokens, stop="length")
         if choice.stop_reason == TOOL_CALL_CLOSE:
-            return Completion(text=choice.text, num_tokens=tokens, stop="tool_call")
-        return Completion(text=choice.text, num_tokens=tokens, stop="eos")
+            return Completion(text=text, num_tokens=tokens, stop="tool_call")
+        return Completion(text=text, num_tokens=tokens, stop="eos")
