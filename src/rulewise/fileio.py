@@ -49,12 +49,30 @@ class LocatedDocument:
         return line
 
 
+def read_text(path: Path) -> str:
+    """A UTF-8 text file's contents (a byte-order mark dropped); other encodings are a located error."""
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        column = exc.start - data.rfind(b"\n", 0, exc.start)
+        raise RulewiseError(
+            f"not UTF-8 text (byte {column} of the line)",
+            path=path,
+            line=data.count(b"\n", 0, exc.start) + 1,
+            hint="re-save the file as UTF-8",
+        ) from None
+    return text.removeprefix("\ufeff")
+
+
 def load_document(path: str | Path) -> LocatedDocument:
     """Read a YAML or JSON file; syntax errors are raised with the file and line."""
     path = Path(path)
     if not path.is_file():
         raise RulewiseError("file not found", path=path)
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path)
+    if not text.strip():
+        raise RulewiseError("the file is empty", path=path)
     if path.suffix.lower() == ".json":
         try:
             data = json.loads(text)
@@ -71,6 +89,13 @@ def load_document(path: str | Path) -> LocatedDocument:
     except yaml.MarkedYAMLError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark else None
         raise RulewiseError(f"invalid YAML: {exc.problem}", path=path, line=line) from None
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow, e.g. a control character
+        raise RulewiseError(
+            f"invalid YAML: {exc.reason} {chr(exc.character) if isinstance(exc.character, int) else exc.character!r}",
+            path=path,
+            line=text.count("\n", 0, exc.position) + 1,
+            hint="remove the character, or quote the text that contains it with an escape",
+        ) from None
     return LocatedDocument(path, data, root)
 
 

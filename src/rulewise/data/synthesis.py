@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from rulewise.data.prompt_set import TrainingPrompt
+from rulewise.errors import RulewiseError
 from rulewise.evaluation.judges import RefusalJudge, math_correct
 from rulewise.fileio import append_record, load_jsonl_models, read_records
 from rulewise.generation.trajectory import Trajectory
@@ -34,7 +35,10 @@ class Teacher(Protocol):
 
 def load_prompts(path: str | Path) -> list[TrainingPrompt]:
     """A prompts JSONL (as written by ``rulewise data prompts``); errors name line and field."""
-    return load_jsonl_models(TrainingPrompt, path)
+    prompts = load_jsonl_models(TrainingPrompt, path)
+    if not prompts:
+        raise RulewiseError("no prompts in the file", path=path)
+    return prompts
 
 
 def agrees_with_label(

@@ -10,6 +10,7 @@ function. Column names match case-insensitively (JailbreakBench ships both ``Goa
 from __future__ import annotations
 
 import csv
+import io
 import json
 import random
 import re
@@ -21,7 +22,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from rulewise.errors import RulewiseError
-from rulewise.fileio import iter_jsonl
+from rulewise.fileio import iter_jsonl, read_text
 from rulewise.hub import check_hub_reachable
 
 Expected = Literal["refuse", "comply"]
@@ -221,21 +222,20 @@ def _read_rows(path: Path) -> Iterator[tuple[int, Mapping[str, Any], list[str]]]
     """Yield ``(row_number, row, header)``; CSV row 1 is the first data row."""
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        with path.open(encoding="utf-8", newline="") as handle:
-            reader = csv.DictReader(handle)
-            header = list(reader.fieldnames or [])
-            for number, row in enumerate(reader, start=1):
-                if None in row:
-                    raise RulewiseError(
-                        f"row {number} has more fields than the header", path=path, line=reader.line_num
-                    )
-                yield number, row, header
+        reader = csv.DictReader(io.StringIO(read_text(path), newline=""))
+        header = list(reader.fieldnames or [])
+        for number, row in enumerate(reader, start=1):
+            if None in row:
+                raise RulewiseError(
+                    f"row {number} has more fields than the header", path=path, line=reader.line_num
+                )
+            yield number, row, header
     elif suffix == ".jsonl":
         for number, row in iter_jsonl(path):
             yield number, row, list(row)
     elif suffix == ".json":
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(read_text(path))
         except json.JSONDecodeError as exc:
             raise RulewiseError(f"invalid JSON: {exc.msg}", path=path, line=exc.lineno) from None
         rows = data.get("data", data.get("rows")) if isinstance(data, dict) else data

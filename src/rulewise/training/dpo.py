@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from rulewise.errors import RulewiseError
-from rulewise.fileio import read_records
+from rulewise.fileio import iter_jsonl
 from rulewise.training.sft import LoraSettings
 
 CURVE_KEYS = ["loss", "rewards/margins", "rewards/accuracies", "rewards/chosen", "rewards/rejected"]
@@ -55,7 +55,7 @@ def load_preference_dataset(path: str | Path):
 
     path = Path(path)
     rows = []
-    for number, record in enumerate(read_records(path), start=1):
+    for number, record in iter_jsonl(path):  # input data: never repaired, errors name the file line
         for field in ("prompt", "chosen", "rejected"):
             value = record.get(field)
             if (

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from rulewise.errors import RulewiseError
-from rulewise.fileio import read_records
+from rulewise.fileio import iter_jsonl
 
 
 class LoraSettings(BaseModel):
@@ -65,7 +65,7 @@ def load_sft_dataset(path: str | Path):
 
     path = Path(path)
     rows = []
-    for number, record in enumerate(read_records(path), start=1):
+    for number, record in iter_jsonl(path):  # input data: never repaired, errors name the file line
         messages = record.get("messages")
         if not isinstance(messages, list) or not any(
             m.get("role") == "assistant" for m in messages if isinstance(m, dict)
