@@ -64,6 +64,23 @@ def test_grpo_is_ifpo_with_alpha_zero(tmp_path, prompts):
     assert entry["ifpo/share_consulted"] == pytest.approx(0.125)  # logged the same way
 
 
+def _trained_weights(out, prompts, **overrides):
+    loaded = scripted_model()
+    run_rl(settings(out, prompts, max_steps=1, **overrides), loaded=loaded)
+    return {k: v.clone() for k, v in loaded.model.state_dict().items()}
+
+
+def test_the_rebalanced_advantages_reach_the_loss(tmp_path, prompts):
+    """The same step with the same rollouts: GRPO and IFPO at alpha 0 update identically, IFPO at
+    alpha 0.5 differently — which fails if the rebalanced advantages are logged but not trained on."""
+    grpo = _trained_weights(tmp_path / "grpo", prompts, algo="grpo")
+    alpha_zero = _trained_weights(tmp_path / "zero", prompts, ifpo={"alpha": 0.0})
+    ifpo = _trained_weights(tmp_path / "ifpo", prompts, ifpo={"alpha": 0.5})
+    assert all(torch.equal(grpo[k], alpha_zero[k]) for k in grpo)
+    moved = [k for k in grpo if not torch.equal(grpo[k], ifpo[k])]
+    assert moved, "IFPO's weights changed nothing in the update"
+
+
 def test_rl_resumes_after_an_interrupt(tmp_path, prompts):
     out = tmp_path / "ifpo"
     with pytest.raises(KeyboardInterrupt):
@@ -72,11 +89,16 @@ def test_rl_resumes_after_an_interrupt(tmp_path, prompts):
             loaded=scripted_model(),
             callbacks=[stop_at(2)],
         )
-    assert (out / "checkpoint-1").is_dir() and not (out / "checkpoint-3").exists()
+    assert (out / "checkpoint-1").is_dir() and not (out / "checkpoint-2").exists()
+    assert json.loads((out / "checkpoint-1" / "ifpo_state.json").read_text()) == {"share_consulted": 0.125}
+    # Make the saved EMA distinctive, so that only a restored state gives the final value below.
+    (out / "checkpoint-1" / "ifpo_state.json").write_text(json.dumps({"share_consulted": 0.9}))
     run_rl(settings(out, prompts, max_steps=3, ifpo={"ema": 0.5}), loaded=scripted_model())
     assert [e["step"] for e in history(out) if "ifpo/share_consulted" in e] == [1, 2, 3]
     assert json.loads((out / "checkpoint-3" / "trainer_state.json").read_text())["global_step"] == 3
-    assert json.loads((out / "checkpoint-3" / "ifpo_state.json").read_text()) == {"share_consulted": 0.125}
+    # steps 2 and 3 each see a batch share of 0.125: 0.5·0.9 + 0.5·0.125 = 0.5125, then 0.31875
+    restored = json.loads((out / "checkpoint-3" / "ifpo_state.json").read_text())["share_consulted"]
+    assert restored == pytest.approx(0.31875)
 
 
 def test_two_processes_gather_the_batch_and_agree_with_one(tmp_path):
