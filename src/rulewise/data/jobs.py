@@ -105,8 +105,11 @@ def synthesize_rw(
             teacher, book, use_tools=False, system_prompt=RW_TEACHER_PROMPT + rules_context(book)
         )
         draws = [ContextDistillTeacher(inner, book) for _ in range(shortest_of)]
+    draws_path = Path(out).with_name(Path(out).stem + ".draws.jsonl")  # each draw kept as it is made
     chosen = (
-        draws[0] if len(draws) == 1 else ShortestAccepted(draws, name=f"shortest-of-{shortest_of}:{teacher}")
+        draws[0]
+        if len(draws) == 1
+        else ShortestAccepted(draws, name=f"shortest-of-{shortest_of}:{teacher}", draws_path=draws_path)
     )
     return synthesize(items, chosen, out, tools=[], on_progress=progress(len(items)))
 

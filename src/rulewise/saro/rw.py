@@ -15,12 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from rulewise.data.prompt_set import TrainingPrompt, family_key
 from rulewise.data.scripted_teacher import ScriptedTeacher
 from rulewise.data.synthesis import Teacher, agrees_with_label
 from rulewise.data.teachers import OnTrajectory
 from rulewise.evaluation.judges.refusal import RefusalJudge
+from rulewise.fileio import append_record, read_records
 from rulewise.generation.prompts import PLAIN_SYSTEM_PROMPT
 from rulewise.generation.trajectory import Trajectory
 from rulewise.saro.steps import join_steps
@@ -113,19 +115,35 @@ class ShortestAccepted:
     """Shortest rejection sampling: run each draw, keep per prompt the shortest accepted chain.
 
     When no draw is accepted the shortest draw is passed on anyway, so that synthesis records
-    it in the rejected file with the judge's reason (nothing is silently dropped).
+    it in the rejected file with the judge's reason (nothing is silently dropped). With
+    ``draws_path``, every draw is appended there as it is made, and a rerun after a kill reuses
+    them: only the draws not yet made are asked again.
     """
 
     draws: list[Teacher]
     name: str
     judge: RefusalJudge = field(default_factory=RefusalJudge)
+    draws_path: Path | None = None
 
     def run(self, prompts: Sequence[TrainingPrompt], on_trajectory: OnTrajectory) -> None:
-        candidates: dict[str, list[Trajectory]] = {p.id: [] for p in prompts}
-        for draw in self.draws:
-            draw.run(prompts, lambda prompt, traj: candidates[prompt.id].append(traj))
+        made: dict[tuple[str, int], Trajectory] = {}
+        if self.draws_path is not None:
+            for record in read_records(self.draws_path):
+                made[(record["prompt_id"], record["draw"])] = Trajectory.model_validate(record["trajectory"])
+        for index, draw in enumerate(self.draws):
+
+            def keep(prompt: TrainingPrompt, traj: Trajectory, index: int = index) -> None:
+                made[(prompt.id, index)] = traj
+                if self.draws_path is not None:
+                    record = {"prompt_id": prompt.id, "draw": index, "trajectory": traj.model_dump()}
+                    append_record(self.draws_path, record)
+
+            draw.run([p for p in prompts if (p.id, index) not in made], keep)
         for prompt in prompts:
-            drawn = sorted(candidates[prompt.id], key=trajectory_length)
+            drawn = sorted(
+                (made[(prompt.id, i)] for i in range(len(self.draws)) if (prompt.id, i) in made),
+                key=trajectory_length,
+            )
             accepted = [t for t in drawn if agrees_with_label(prompt, t, self.judge)[0]]
             if drawn:
                 on_trajectory(prompt, (accepted or drawn)[0])
