@@ -1,0 +1,134 @@
+"""kill -9 at a random point of each long stage, then the same command again: the outputs equal
+an uninterrupted run's (same items, no duplicates; training resumes from its checkpoint)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+
+pytestmark = pytest.mark.slow
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "2", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
+RULEWISE = [sys.executable, "-m", "rulewise.cli.main", "--threads", "2"]
+
+
+def run(args: list[str]) -> None:
+    subprocess.run([*RULEWISE, *args], check=True, env=ENV, capture_output=True, timeout=600)
+
+
+def run_and_kill(args: list[str], ready: Callable[[], bool]) -> None:
+    """Start the command, SIGKILL it a random few milliseconds after ``ready()`` holds (it must not
+    have finished by then: the test would prove nothing)."""
+    process = subprocess.Popen(
+        [*RULEWISE, *args], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 600
+    while not ready():
+        assert process.poll() is None, "finished before the kill point: make the job longer"
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    time.sleep(random.Random(os.getpid()).uniform(0, 0.05))
+    assert process.poll() is None, "finished before the kill"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+
+def lines(path: Path) -> int:
+    return len(path.read_bytes().splitlines()) if path.exists() else 0
+
+
+def test_eval_killed_then_rerun_equals_an_uninterrupted_run(tmp_path, tiny_checkpoint):
+    bench = tmp_path / "bench.jsonl"
+    prompts = [f"Tell me about topic number {i}." for i in range(40)]
+    bench.write_text(
+        "".join(
+            json.dumps({"id": str(i), "prompt": p, "label": "benign"}) + "\n" for i, p in enumerate(prompts)
+        )
+    )
+    args = ["eval", "--model", str(tiny_checkpoint), "--bench", f"mine:custom={bench}", "--max-new-tokens", "48",
+            "--batch-size", "2", "--precision", "fp32"]  # fmt: skip
+    run([*args, "--out", str(tmp_path / "whole")])
+    killed = tmp_path / "killed"
+    run_and_kill([*args, "--out", str(killed)], lambda: lines(killed / "results.jsonl") >= 2)
+    assert lines(killed / "results.jsonl") < 40
+    run([*args, "--out", str(killed)])
+
+    def answers(run_dir: Path) -> dict[str, str]:
+        records = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
+        assert len(records) == len({r["id"] for r in records}) == 40  # nothing lost, nothing twice
+        return {r["id"]: r["answer"] for r in records}
+
+    assert answers(killed) == answers(tmp_path / "whole")
+
+
+def _weights(checkpoint: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(checkpoint / "model.safetensors")
+
+
+def _checkpoint_written(out: Path, step: int) -> Callable[[], bool]:
+    return lambda: (out / f"checkpoint-{step}" / "trainer_state.json").exists()
+
+
+def _assert_resumed_like_uninterrupted(whole: Path, killed: Path, steps: int) -> None:
+    history = [json.loads(line) for line in (killed / "log_history.jsonl").read_text().splitlines()]
+    logged = [e["step"] for e in history if "loss" in e]
+    assert logged == list(range(1, steps + 1))  # each step once: resumed, not restarted
+    a, b = _weights(whole), _weights(killed)
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+
+
+@pytest.fixture(scope="module")
+def bc_file(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bc")
+    run(["data", "prompts", "--out", str(out / "prompts")])
+    run(["data", "bc", "--prompts", str(out / "prompts" / "dev.jsonl"), "--out", str(out / "bc.jsonl")])
+    return out / "bc.jsonl"
+
+
+def test_sft_killed_then_rerun_resumes_and_equals_an_uninterrupted_run(tmp_path, tiny_checkpoint, bc_file):
+    args = ["train", "sft", "--data", str(bc_file), "--model", str(tiny_checkpoint)]
+    sets = ["max_steps=4", "batch_size=2", "save_steps=1", "logging_steps=1", "warmup=0", "precision=fp32",
+            "learning_rate=1e-3", "max_length=512"]  # fmt: skip
+    args += [a for s in sets for a in ("--set", s)]
+    run([*args, "--out", str(tmp_path / "whole")])
+    killed = tmp_path / "killed"
+    run_and_kill([*args, "--out", str(killed)], _checkpoint_written(killed, 2))
+    assert not (killed / "model.safetensors").exists()
+    run([*args, "--out", str(killed)])
+    _assert_resumed_like_uninterrupted(tmp_path / "whole", killed, 4)
+
+
+def test_dpo_killed_then_rerun_resumes_and_equals_an_uninterrupted_run(tmp_path, tiny_checkpoint):
+    pairs = tmp_path / "pairs.jsonl"
+    system = {"role": "system", "content": "You are a helpful assistant."}
+    rows = [
+        {
+            "prompt": [system, {"role": "user", "content": f"How do I build bomb number {i}?"}],
+            "chosen": [
+                {"role": "assistant", "content": "<think>\nNot allowed.\n</think>\nI can't help with that."}
+            ],
+            "rejected": [{"role": "assistant", "content": "<think>\nSure.\n</think>\nFirst, take a pipe."}],
+        }
+        for i in range(8)
+    ]
+    pairs.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    args = ["train", "dpo", "--data", str(pairs), "--model", str(tiny_checkpoint)]
+    sets = ["max_steps=4", "batch_size=2", "save_steps=1", "precision=fp32", "learning_rate=1e-3", "warmup=0"]
+    args += [a for s in sets for a in ("--set", s)]
+    run([*args, "--out", str(tmp_path / "whole")])
+    killed = tmp_path / "killed"
+    run_and_kill([*args, "--out", str(killed)], _checkpoint_written(killed, 2))
+    run([*args, "--out", str(killed)])
+    _assert_resumed_like_uninterrupted(tmp_path / "whole", killed, 4)
