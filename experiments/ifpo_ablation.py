@@ -118,7 +118,10 @@ def table(
     lines = [header, "|---|---|---|---|---|---|---|---|---|"]
 
     def row(name: str, overall: dict, entries: list[dict] | None, minutes: float | None) -> str:
-        cells = [name] + [format_estimate(overall[key], "rate±") for key in keys]
+        cells = [name] + [
+            format_estimate(overall[key], "rate±n" if key == "paired_discrimination" else "rate±")
+            for key in keys
+        ]
         if entries:
             cells.append(f"{mean(entries, 'consult_rate/harmful')} / {mean(entries, 'consult_rate/benign')}")
             cells.append(f"{mean(entries, 'ifpo/weight/consulted')} / {mean(entries, 'ifpo/weight/direct')}")

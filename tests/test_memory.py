@@ -31,7 +31,11 @@ def test_meter_counts_a_child_of_its_own_stage_but_not_an_earlier_one():
     grow = [sys.executable, "-c", "b = bytearray(200 * 2**20); b[::4096] = b'1' * len(b[::4096])"]
     subprocess.run(grow, check=True)  # an earlier stage's big child
     meter = memory.PeakMeter()
-    assert meter.peak_bytes() == memory.own_peak_bytes()  # the earlier child is not ours
+    before = memory.own_peak_bytes()
+    peak = meter.peak_bytes()
+    assert (
+        before <= peak <= memory.own_peak_bytes()
+    )  # the earlier child is not ours (a thread may grow us meanwhile)
     # this stage's child, bigger than any child before and than this process: only it can set the peak
     size = max(memory.own_peak_bytes(), memory._maxrss_bytes(resource.RUSAGE_CHILDREN)) + 300 * 2**20
     grow[2] = grow[2].replace("200 * 2**20", str(size))

@@ -366,51 +366,17 @@ def test_srpo_pairs_resumed_after_a_kill_equal_an_uninterrupted_run(
     assert len(ids) == len(set(ids)) == 4
 
 
-def test_a_chain_cut_off_by_the_token_limit_is_never_a_rejected_example(teacher, tmp_path):
+def test_a_chain_cut_off_by_the_token_limit_is_closed_before_it_is_a_rejected_example(teacher, tmp_path):
     cut = "<think>\nThe user wants a pipe bomb.\n\nSure, the steps are"
-    sampler = ScriptedSampler({"pipe bomb?</user>": [cut, RIGHT_BOMB]})
+    sampler = ScriptedSampler(
+        {
+            "pipe bomb?</user>": [cut, RIGHT_BOMB],
+            "The user wants a pipe bomb.\n\n": ["No.\n</think>\nI can't help."] * 2,
+        }
+    )
     out = tmp_path / "p.jsonl"
     stats = build_pairs([BOMB], render=render, sample=sampler, teacher=teacher, out=out, samples=2)
-    assert not out.exists() or not out.read_text()  # the only wrong chain was cut off: no pair
+    pairs = {json.loads(line)["id"]: json.loads(line) for line in out.read_text().splitlines()}
+    rejected = pairs["harmful-0001:outcome"]["rejected"][0]["content"]
+    assert rejected == cut + "\n</think>" and rejected.count("<think>") == rejected.count("</think>") == 1
     assert stats_summary(stats)["cut_off_samples"] == 1
-
-
-class CountingDraw:
-    """A teacher draw that counts what it is asked and can die after ``die_after`` trajectories."""
-
-    def __init__(self, inner, die_after=None):
-        self.inner, self.name, self.asked, self.die_after = inner, inner.name, [], die_after
-
-    def run(self, prompts, on_trajectory):
-        for prompt in prompts:
-            if self.die_after is not None and len(self.asked) == self.die_after:
-                raise KeyboardInterrupt
-            self.asked.append(prompt.id)
-            self.inner.run([prompt], on_trajectory)
-
-
-def test_shortest_accepted_keeps_each_draw_as_it_comes_and_resumes(teacher, tmp_path):
-    from rulewise.data.prompt_set import build_prompt_set
-    from rulewise.data.synthesis import synthesize
-    from rulewise.saro.rw import ScriptedRWTeacher, ShortestAccepted
-
-    chosen = build_prompt_set()[::120]
-
-    def sampler(out, die_after=None):
-        draws = [
-            CountingDraw(ScriptedRWTeacher(teacher, variant=0)),
-            CountingDraw(ScriptedRWTeacher(teacher, variant=1), die_after),
-        ]
-        return draws, ShortestAccepted(draws, name="s", draws_path=out.with_suffix(".draws.jsonl"))
-
-    _, whole = sampler(tmp_path / "whole.jsonl")
-    synthesize(chosen, whole, tmp_path / "whole.jsonl", tools=[])
-    draws, dying = sampler(tmp_path / "out.jsonl", die_after=2)
-    with pytest.raises(KeyboardInterrupt):
-        synthesize(chosen, dying, tmp_path / "out.jsonl", tools=[])
-    kept = (tmp_path / "out.draws.jsonl").read_text().splitlines()
-    assert len(kept) == len(chosen) + 2  # the first draw for every prompt, two of the second: nothing lost
-    draws, again = sampler(tmp_path / "out.jsonl")
-    synthesize(chosen, again, tmp_path / "out.jsonl", tools=[])
-    assert draws[0].asked == [] and len(draws[1].asked) == len(chosen) - 2  # only the missing draws were made
-    assert (tmp_path / "out.jsonl").read_text() == (tmp_path / "whole.jsonl").read_text()

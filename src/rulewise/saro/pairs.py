@@ -47,6 +47,11 @@ def chain_text(steps: list[str], answer: str, splitter: Splitter = "paragraphs")
     return f"<think>\n{join_steps(steps, splitter)}\n</think>\n{answer}"
 
 
+def close_reasoning(text: str) -> str:
+    """``text`` with an unclosed ``<think>`` block closed (a chain cut off by the token limit)."""
+    return text if THINK_CLOSE in text else text.rstrip() + f"\n{THINK_CLOSE}"
+
+
 def is_right(prompt: TrainingPrompt, text: str, judge: RefusalJudge) -> bool:
     """Whether a chain ends in the behaviour the prompt's label asks for (and finished its reasoning)."""
     if "</think>" not in text:
@@ -153,7 +158,7 @@ class PairStats:
     divergence_steps: Counter[int] = field(default_factory=Counter)
     model_right: int = 0
     model_samples: int = 0
-    cut_off: int = 0  # samples cut off before "</think>": never used as rejected chains
+    cut_off: int = 0  # samples cut off before "</think>": closed explicitly when used as rejected chains
 
 
 def progress_path(out: Path) -> Path:
@@ -281,14 +286,15 @@ def _plan(
     verdicts = [is_right(prompt, text, judge) for text in chains]
     stats.model_samples += len(chains)
     stats.model_right += sum(verdicts)
-    # a chain cut off by the token limit (no "</think>") is wrong but is no behaviour to train
-    # against as written: its reasoning never closes and it gives no answer
-    wrong = [text for text, ok in zip(chains, verdicts, strict=True) if not ok and THINK_CLOSE in text]
+    # a chain cut off by the token limit (no "</think>") is wrong — it gave no answer — but is not
+    # trained against as written: its reasoning is closed explicitly, so the rejected example is
+    # "reasoned until the limit and answered nothing", with well-formed markup
     stats.cut_off += sum(
         not ok and THINK_CLOSE not in text for text, ok in zip(chains, verdicts, strict=True)
     )
+    wrong = [close_reasoning(text) for text, ok in zip(chains, verdicts, strict=True) if not ok]
     if not wrong:
-        return _Plan(prompt, [])  # the model already behaves (or only ran out of tokens): nothing to prefer
+        return _Plan(prompt, [])  # the model already behaves: nothing to prefer
     right = sorted((text for text, ok in zip(chains, verdicts, strict=True) if ok), key=len)
     if right:
         pairs = [outcome_pair(prompt, right[0], wrong[0], source="model")]
