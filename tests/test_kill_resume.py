@@ -135,3 +135,43 @@ def test_dpo_killed_then_rerun_resumes_and_equals_an_uninterrupted_run(tmp_path,
     run_and_kill([*args, "--out", str(killed)], _checkpoint_written(killed, 2))
     run([*args, "--out", str(killed)])
     _assert_resumed_like_uninterrupted(tmp_path / "whole", killed, 4)
+
+
+def test_rl_killed_then_rerun_resumes_and_equals_an_uninterrupted_run(tmp_path, tiny_checkpoint):
+    from rl_harness import write_prompts
+
+    prompts = write_prompts(tmp_path / "prompts.jsonl")
+    args = ["train", "rl", "--algo", "ifpo", "--model", str(tiny_checkpoint), "--prompts", str(prompts)]
+    sets = ["max_steps=4", "prompts_per_step=2", "group_size=2", "max_completion_length=16", "precision=fp32",
+            "save_steps=1", "learning_rate=1e-3", "ifpo.ema=0.5"]  # fmt: skip
+    args += [a for s in sets for a in ("--set", s)]
+    run([*args, "--out", str(tmp_path / "whole")])
+    killed = tmp_path / "killed"
+    run_and_kill([*args, "--out", str(killed)], _checkpoint_written(killed, 2))
+    run([*args, "--out", str(killed)])
+    history = [json.loads(line) for line in (killed / "log_history.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in history if "ifpo/share_consulted" in e] == [1, 2, 3, 4]
+    a, b = _weights(tmp_path / "whole"), _weights(killed)
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+
+
+def test_bc_synthesis_killed_then_rerun_equals_an_uninterrupted_run(tmp_path, tiny_checkpoint, bc_file):
+    """A model teacher (slow enough to be killed mid-way); greedy, so the two runs must agree."""
+    prompts = tmp_path / "prompts.jsonl"
+    source = bc_file.parent / "prompts" / "dev.jsonl"
+    prompts.write_text("".join(source.read_text().splitlines(keepends=True)[:24]))
+    args = ["data", "bc", "--prompts", str(prompts), "--teacher", f"hf:{tiny_checkpoint}"]
+    run([*args, "--out", str(tmp_path / "whole.jsonl")])
+    killed = tmp_path / "killed.jsonl"
+    rejected = tmp_path / "killed.rejected.jsonl"
+    run_and_kill([*args, "--out", str(killed)], lambda: lines(killed) + lines(rejected) >= 2)
+    assert lines(killed) + lines(rejected) < 24
+    run([*args, "--out", str(killed)])
+
+    def records(path: Path) -> dict[str, str]:
+        rows = [json.loads(line) for name in ("", ".rejected") for line in
+                (path.with_name(path.stem + name + ".jsonl").read_text().splitlines() if path.with_name(path.stem + name + ".jsonl").exists() else [])]  # fmt: skip
+        assert len(rows) == len({r["id"] for r in rows}) == 24  # nothing lost, nothing twice
+        return {r["id"]: json.dumps(r["messages"]) for r in rows}
+
+    assert records(killed) == records(tmp_path / "whole.jsonl")
