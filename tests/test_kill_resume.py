@@ -175,3 +175,22 @@ def test_bc_synthesis_killed_then_rerun_equals_an_uninterrupted_run(tmp_path, ti
         return {r["id"]: json.dumps(r["messages"]) for r in rows}
 
     assert records(killed) == records(tmp_path / "whole.jsonl")
+
+
+def test_srpo_pairs_killed_then_rerun_equal_an_uninterrupted_run(tmp_path, tiny_checkpoint, bc_file):
+    """Sampled chains (temperature 0.8) too: each chunk is seeded by what it asks, so a resumed run
+    draws what an uninterrupted one drew."""
+    prompts = tmp_path / "prompts.jsonl"
+    source = bc_file.parent / "prompts" / "dev.jsonl"
+    prompts.write_text("".join(source.read_text().splitlines(keepends=True)[:20]))
+    args = ["data", "srpo", "--model", str(tiny_checkpoint), "--prompts", str(prompts), "--samples", "2",
+            "--branches", "1", "--max-new-tokens", "24"]  # fmt: skip
+    run([*args, "--out", str(tmp_path / "whole.jsonl")])
+    killed = tmp_path / "killed.jsonl"
+    progress = tmp_path / "killed.progress.jsonl"
+    run_and_kill([*args, "--out", str(killed)], lambda: lines(progress) >= 4)
+    assert lines(progress) < 20
+    run([*args, "--out", str(killed)])
+    assert killed.read_text() == (tmp_path / "whole.jsonl").read_text()
+    ids = [json.loads(line)["id"] for line in killed.read_text().splitlines()]
+    assert len(ids) == len(set(ids)) > 0

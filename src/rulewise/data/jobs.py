@@ -7,6 +7,7 @@ what is stored). Both resume: prompts already in ``out`` (or its rejected file) 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -145,6 +146,8 @@ def synthesize_srpo_pairs(
         items = spread_over_kinds(items, limit)
     book = load_rulebook(rulebook)
     teacher = ScriptedTeacher(book, make_consult_tool(build_retriever(book)))
+    import torch
+
     loaded = load_model(model)
     backend = HFBackend(
         loaded.model, loaded.tokenizer, sampling=SamplingConfig(temperature=temperature), precision=precision
@@ -157,6 +160,9 @@ def synthesize_srpo_pairs(
         )
 
     def sample(texts: list[str]) -> list[str]:
+        # seeded by what is asked, not by what came before: a resumed run draws what an
+        # uninterrupted one drew for the same chunk
+        torch.manual_seed(int(hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:12], 16))
         return [c.text for c in backend.complete(texts, max_new_tokens, stop_at_tool_call=False)]
 
     return build_pairs(

@@ -223,9 +223,13 @@ def build_pairs(
                     stats.chosen_from_teacher[pair.type] += 1
                 if pair.divergence_step is not None:
                     stats.divergence_steps[pair.divergence_step] += 1
-            append_record(progress_path(out), {"id": plan.prompt.id, "pairs": len(plan.pairs)})
             if on_progress:
                 on_progress()
+        # a chunk is confirmed whole, after all its pairs: a rerun always starts at a chunk
+        # boundary, so it samples the same chunks (and, seeded by them, the same chains) as a
+        # run that was never interrupted
+        for plan in plans:
+            append_record(progress_path(out), {"id": plan.prompt.id, "pairs": len(plan.pairs)})
     return stats
 
 
