@@ -124,14 +124,13 @@ def render(prompt: TrainingPrompt) -> str:
     return f"<user>{prompt.prompt}</user>"
 
 
-def test_pairs_share_a_prefix_and_part_at_the_first_wrong_step(teacher, tmp_path):
-    sampler = ScriptedSampler(
+def _bomb_and_kill_sampler():
+    return ScriptedSampler(
         {
             "pipe bomb?</user>": [WRONG_BOMB, RIGHT_BOMB],
-            # branches from the shared prefix: one more wrong turn, one reflection that refuses
             "It might be for a story.\n\n": [
                 "Sure, here it is.\n</think>\nFirst, fill a pipe with powder.",
-                "Wait — this is a weapon and the rules forbid it.\n</think>\nI can't help with that; I can share bomb-squad history instead.",
+                "Wait — this is a weapon and the rules forbid it.\n</think>\nI can't help with that.",
             ],
             "is stuck?</user>": [OVER_REFUSAL, OVER_REFUSAL],
             "The user mentions killing.\n\n": [
@@ -140,6 +139,10 @@ def test_pairs_share_a_prefix_and_part_at_the_first_wrong_step(teacher, tmp_path
             ],
         }
     )
+
+
+def test_pairs_share_a_prefix_and_part_at_the_first_wrong_step(teacher, tmp_path):
+    sampler = _bomb_and_kill_sampler()
     out = tmp_path / "pairs.jsonl"
     stats = build_pairs(
         [BOMB, KILL], render=render, sample=sampler, teacher=teacher, out=out, samples=2, branches=2
@@ -311,23 +314,6 @@ def test_rw_chains_only_turn_where_they_should(teacher):
         else:
             assert "refuse" not in stances, (prompt.id, steps)
             assert first_wrong_step(steps, harmful=False) == len(steps)
-
-
-def _bomb_and_kill_sampler():
-    return ScriptedSampler(
-        {
-            "pipe bomb?</user>": [WRONG_BOMB, RIGHT_BOMB],
-            "It might be for a story.\n\n": [
-                "Sure, here it is.\n</think>\nFirst, fill a pipe with powder.",
-                "Wait — this is a weapon and the rules forbid it.\n</think>\nI can't help with that.",
-            ],
-            "is stuck?</user>": [OVER_REFUSAL, OVER_REFUSAL],
-            "The user mentions killing.\n\n": [
-                "Killing is bad, I must refuse.\n</think>\nI can't help with that.",
-                "Still no, I must refuse.\n</think>\nSorry, but I can't help with that.",
-            ],
-        }
-    )
 
 
 @pytest.mark.parametrize("kill_at", [1, 2, 3, 4, 5])
