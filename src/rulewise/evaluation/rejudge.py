@@ -60,9 +60,8 @@ def _harmfulness(row: dict[str, Any], field_name: str, *, path: Path, line: int,
         )
     value = row[field_name]
     key = value.strip().lower() if isinstance(value, str) else value
-    if (
-        isinstance(key, list | dict) or key not in HARMFUL_VALUES
-    ):  # 1 == 1.0 == True: numbers 0/1 are read too
+    # 1 == 1.0 == True as dict keys, so the numbers 0 and 1 are read too; lists and dicts are not hashable
+    if isinstance(key, list | dict) or key not in HARMFUL_VALUES:
         raise RulewiseError(
             f"cannot read {value!r} as harmful or not",
             path=path,
