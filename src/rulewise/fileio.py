@@ -49,9 +49,9 @@ class LocatedDocument:
         return line
 
 
-def read_text(path: Path) -> str:
-    """A UTF-8 text file's contents (a byte-order mark dropped); other encodings are a located error."""
-    data = path.read_bytes()
+def decode_utf8(data: bytes, path: Path, *, first_line: int = 1) -> str:
+    """``data`` (the file from line ``first_line`` on) as text; a byte-order mark at the start of
+    the file is dropped, any other encoding is an error naming the line and the byte."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -59,10 +59,15 @@ def read_text(path: Path) -> str:
         raise RulewiseError(
             f"not UTF-8 text (byte {column} of the line)",
             path=path,
-            line=data.count(b"\n", 0, exc.start) + 1,
+            line=first_line + data.count(b"\n", 0, exc.start),
             hint="re-save the file as UTF-8",
         ) from None
-    return text.removeprefix("\ufeff")
+    return text.removeprefix("\ufeff") if first_line == 1 else text
+
+
+def read_text(path: Path) -> str:
+    """A UTF-8 text file's contents (see :func:`decode_utf8`)."""
+    return decode_utf8(path.read_bytes(), path)
 
 
 def load_document(path: str | Path) -> LocatedDocument:
@@ -167,19 +172,10 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     path = Path(path)
     if not path.is_file():
         raise RulewiseError("file not found", path=path)
-    with path.open(
-        "rb"
-    ) as handle:  # bytes, so a bad byte is reported with its line, not as a decode traceback
+    # bytes, so a bad byte is reported with its line, not as a decode traceback
+    with path.open("rb") as handle:
         for number, data in enumerate(handle, start=1):
-            try:
-                raw = data.decode("utf-8-sig" if number == 1 else "utf-8")
-            except UnicodeDecodeError as exc:
-                raise RulewiseError(
-                    f"not UTF-8 text (byte {exc.start + 1} of the line)",
-                    path=path,
-                    line=number,
-                    hint="re-save the file as UTF-8",
-                ) from None
+            raw = decode_utf8(data, path, first_line=number)
             if not raw.strip():
                 continue
             try:
@@ -224,9 +220,8 @@ def read_records(path: Path, *, console: Console | None = None) -> list[dict[str
     records = []
     offset = 0
     for number, line in enumerate(lines, start=1):
-        if number == len(lines) and not line.endswith(
-            b"\n"
-        ):  # torn, even if it parses: the next append would join it
+        # a last line without its newline is torn, even if it parses: the next append would join it
+        if number == len(lines) and not line.endswith(b"\n"):
             os.truncate(path, offset)
             if console is not None and line.strip():
                 console.print(

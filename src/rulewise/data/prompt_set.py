@@ -205,10 +205,9 @@ def split_train_dev(
     """
     groups: dict[tuple[str, str], list[list[TrainingPrompt]]] = defaultdict(list)
     family: dict[str, list[TrainingPrompt]] = defaultdict(list)
-    twin_family = {TWINS[family_key(p)]: family_key(p) for p in prompts if p.pair and p.label == "harmful"}
-    for (
-        prompt
-    ) in prompts:  # a benign twin joins its harmful request's family: a pair never straddles the split
+    # a benign twin joins its harmful request's family: a pair never straddles the split
+    twin_family = {twin: request for request, twin in TWINS.items()}
+    for prompt in prompts:
         family[twin_family.get(prompt.prompt, family_key(prompt))].append(prompt)
     for members in family.values():
         first = members[0]

@@ -37,9 +37,8 @@ class BenchmarkItem(BaseModel):
     task: Task = "safety"
     category: str = ""
     reference: str | None = None  # reference answer (maths)
-    pair: str | None = (
-        None  # shared by a harmful request and its benign look-alike twin (paired discrimination)
-    )
+    # shared by a harmful request and its benign look-alike twin (paired discrimination)
+    pair: str | None = None
 
     @property
     def split(self) -> Literal["harmful", "benign"]:

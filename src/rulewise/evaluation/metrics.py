@@ -178,11 +178,7 @@ def calibration(
         members = [r for r in records if r["task"] == "safety" and (r.get("category") or "–") == category]
         out[category] = {
             split: bootstrap_ci(
-                [
-                    float(r["consulted"])
-                    for r in members
-                    if (r["expected"] == "refuse") == (split == "harmful")
-                ],
+                [float(r["consulted"]) for r in members if is_harmful(r) == (split == "harmful")],
                 resamples=resamples,
                 seed=seed,
             ).as_dict()

@@ -4,8 +4,8 @@
 the input files its settings name (a rulebook, a prompt file, a benchmark) and of everything
 upstream, whether it finished, and how long it took. Editing an input file in place therefore
 changes the fingerprint like a changed setting does, and the error names the file; file hashes
-are cached in the state file by size and modification time, so unchanged inputs are not re-read. On a rerun a finished stage with the same
-fingerprint is skipped; an unfinished one is run again and continues from its own checkpoints
+are cached in the state file by size and modification time, so unchanged inputs are not re-read.
+On a rerun a finished stage with the same fingerprint is skipped; an unfinished one is run again and continues from its own checkpoints
 or finished items. A stage whose settings changed since it ran is an error (its outputs would
 silently mix two configurations) unless ``redo`` names it, which discards its outputs and
 those of every stage downstream of it.
@@ -96,16 +96,18 @@ def stage_inputs(recipe: Recipe, digests: FileDigests) -> dict[str, dict[str, st
 
 
 def fingerprints(
-    recipe: Recipe, digests: FileDigests | None = None, *, with_inputs: bool = True
+    recipe: Recipe, inputs: dict[str, dict[str, str]] | None = None, *, with_inputs: bool = True
 ) -> dict[str, str]:
     """Per stage: a hash of its settings, its input files' contents, the base model it uses, and
     its upstream fingerprints.
 
     How a stage is launched (``launcher``) is left out: moving a run to more GPUs does not
-    change what it computes. ``with_inputs=False`` gives the fingerprint of versions that did
-    not hash input files, so their finished stages stay valid.
+    change what it computes. ``inputs`` are :func:`stage_inputs` when the caller has them already;
+    ``with_inputs=False`` gives the fingerprint of versions that did not hash input files, so
+    their finished stages stay valid.
     """
-    inputs = stage_inputs(recipe, digests or FileDigests())
+    if with_inputs and inputs is None:
+        inputs = stage_inputs(recipe, FileDigests())
     prints: dict[str, str] = {}
     for name, stage in recipe.stages.items():
         uses_base = BASE_MODEL in stage.references().values()
@@ -114,7 +116,7 @@ def fingerprints(
             "base_model": recipe.model if uses_base else None,
             "upstream": {up: prints[up] for up in recipe.upstream(name)},
         }
-        if with_inputs:
+        if inputs is not None and with_inputs:
             payload["inputs"] = inputs[name]
         prints[name] = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
     return prints
@@ -240,11 +242,11 @@ def run_recipe(
     state = PipelineState.load(out_dir / STATE_FILE)
     digests = FileDigests(state.files)
     inputs = stage_inputs(recipe, digests)
-    prints = fingerprints(recipe, digests)
+    prints = fingerprints(recipe, inputs)
     state.files = digests.known
     if redo:
         _redo(recipe, state, ctx, redo, console)
-    legacy = fingerprints(recipe, digests, with_inputs=False)  # for stages recorded before inputs were hashed
+    legacy = fingerprints(recipe, with_inputs=False)  # for stages recorded before inputs were hashed
     for name, fingerprint in prints.items():
         previous = state.stages.get(name)
         if previous is None:

@@ -189,8 +189,8 @@ def build_pairs(
     judge = judge or RefusalJudge()
     finished = read_records(progress_path(out))
     done = {r["id"] for r in finished}
-    # a kill between a prompt's pairs and its progress line leaves pairs of an unfinished prompt
-    # at the end of the file; they are redone, so cut them (and any torn line) off first
+    # a kill after a chunk's pairs but before its progress lines leaves pairs of unconfirmed
+    # prompts at the end of the file; they are redone, so cut them (and any torn line) off first
     keep_first_records(out, sum(r["pairs"] for r in finished))
     stats = PairStats(prompts=len(prompts), skipped=sum(p.id in done for p in prompts))
     pending = [p for p in prompts if p.id not in done]
