@@ -48,6 +48,7 @@ def test_ifpo_run_calls_the_tool_and_rebalances_by_mode(tmp_path, prompts):
         assert entry["ifpo/reward/consulted"] == pytest.approx(1.0 + 0.2)
         assert entry["rewards/utility/mean"] == 1.0
         assert entry["rewards/format/mean"] == 1.0
+        assert entry["shared_prefix"] > 16  # the system prompt, tool schema (and prompt) encoded once
     assert (out / "rl_curves.png").read_bytes()[:4] == b"\x89PNG"
     # no smoothing (ema 0): nothing to carry across a resume
     assert json.loads((out / "checkpoint-2" / "ifpo_state.json").read_text()) == {"share_consulted": None}
@@ -127,6 +128,7 @@ def test_two_processes_gather_the_batch_and_agree_with_one(tmp_path):
     # Process 0 saw no consultation at all; only the gathered batch gives these frequencies.
     assert two["ifpo/weight/consulted"] == pytest.approx(W_CONSULTED, abs=1e-3)
     assert {k: two[k] for k in keys} == pytest.approx({k: one[k] for k in keys})
+    assert two["shared_prefix"] > 16  # under DDP too
 
 
 def test_train_rl_cli_runs_a_real_checkpoint(cli, tmp_path, prompts, tiny_checkpoint):

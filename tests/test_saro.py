@@ -271,6 +271,7 @@ def test_dpo_trains_two_steps_resumes_and_writes_curves(pairs_file, tiny_checkpo
     history = [json.loads(line) for line in (out / "log_history.jsonl").read_text().splitlines()]
     assert [e["step"] for e in history if "loss" in e] == [1, 2, 3]
     assert all("rewards/margins" in e for e in history if "loss" in e)
+    assert all(e["shared_prefix"] > 16 for e in history if "loss" in e)  # the pair's prompt, encoded once
     assert (out / "dpo_curves.png").read_bytes()[:4] == b"\x89PNG" and (out / "model.safetensors").is_file()
 
 

@@ -12,6 +12,7 @@ from rulewise.errors import RulewiseError
 from rulewise.models import chatml_tool_template, load_model
 from rulewise.rules import load_rulebook
 from rulewise.training.sft import SFTSettings, run_sft
+from rulewise.training.shared_prefix import MIN_SHARED
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +47,8 @@ def test_sft_trains_saves_a_plain_checkpoint_and_curves(bc_data, tiny_checkpoint
     history = [json.loads(line) for line in (out / "log_history.jsonl").read_text().splitlines()]
     losses = [e["loss"] for e in history if "loss" in e]
     assert len(losses) == 2 and all(loss > 0 for loss in losses)
+    # system prompt and tool schema encoded once per batch
+    assert all(e["shared_prefix"] > MIN_SHARED for e in history if "loss" in e)
     assert (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     loaded = load_model(str(out))
     assert loaded.tokenizer.chat_template == chatml_tool_template()

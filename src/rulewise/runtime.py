@@ -44,3 +44,14 @@ def autocast(precision: Precision, device: torch.device) -> AbstractContextManag
     if use_bf16(precision, device):
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return nullcontext()
+
+
+def describe_precision(precision: Precision, device: torch.device) -> str:
+    """One line for logs: which precision ``precision`` resolves to here, and why."""
+    if device.type != "cpu":
+        return f"precision: {'bf16' if use_bf16(precision, device) else 'fp32'} on {device.type}"
+    native = (
+        "the CPU has native bf16 (AVX512-BF16/AMX)" if cpu_has_fast_bf16() else "the CPU has no native bf16"
+    )
+    chosen = "bf16 autocast" if use_bf16(precision, device) else "fp32"
+    return f"precision: {chosen} ({precision}; {native})"

@@ -70,6 +70,11 @@ class RLSettings(BaseModel):
     train_top_layers: int | None = Field(
         default=None, ge=1, description="train only the last N blocks (CPU speed-up); None trains all"
     )
+    shared_prefix: bool = Field(
+        default=True,
+        description="encode the tokens every row of a batch starts with (system prompt, tool schema, "
+        "prompt) once per batch; exact, falls back to the plain forward when rows share little",
+    )
     use_vllm: bool = False  # GPU: generate rollouts with vLLM (pip install 'rulewise[vllm]')
     vllm_mode: Literal["colocate", "server"] = "colocate"
     vllm_gpu_memory_utilization: float = Field(default=0.3, gt=0, le=1)
@@ -129,8 +134,9 @@ def run_rl(
     from rulewise.rl.trainer import IFPOTrainer
     from rulewise.rules import build_retriever, load_rulebook
     from rulewise.rules.tool import make_consult_tool
-    from rulewise.runtime import use_bf16
+    from rulewise.runtime import describe_precision, use_bf16
     from rulewise.training.common import device_args, finish_training, last_checkpoint, prepare_for_training
+    from rulewise.training.shared_prefix import enable_for_trainer
 
     out = Path(settings.out)
     rollouts_per_step = settings.prompts_per_step * settings.group_size
@@ -146,6 +152,7 @@ def run_rl(
     tool = make_consult_tool(build_retriever(load_rulebook(settings.rulebook)), k=settings.top_k_rules)
     reward_funcs, reward_weights = build_reward_functions(settings.rewards, build_judge(settings.judge))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    print(describe_precision(settings.precision, device), flush=True)
     args = GRPOConfig(
         output_dir=str(out),
         max_steps=settings.max_steps,
@@ -185,6 +192,8 @@ def run_rl(
         ifpo=settings.ifpo_settings(),
         callbacks=callbacks,
     )
+    if settings.shared_prefix:
+        enable_for_trainer(trainer, temperature=settings.temperature)  # GRPO's head divides by it
     resume = last_checkpoint(out)
     if resume is not None:
         trainer.load_ifpo_state(str(resume))

@@ -46,6 +46,11 @@ class DPOSettings(BaseModel):
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     gradient_checkpointing: bool = False
     train_top_layers: int | None = Field(default=None, ge=1)
+    shared_prefix: bool = Field(
+        default=True,
+        description="encode the tokens every row of a batch starts with (system prompt, tool schema, "
+        "prompt) once per batch; exact, falls back to the plain forward when rows share little",
+    )
     lora: LoraSettings = LoraSettings()
 
 
@@ -83,13 +88,15 @@ def run_dpo(settings: DPOSettings, *, callbacks: list[Any] | None = None) -> Pat
     from trl import DPOConfig, DPOTrainer
 
     from rulewise.models import load_model
-    from rulewise.runtime import use_bf16
+    from rulewise.runtime import describe_precision, use_bf16
     from rulewise.training.common import device_args, finish_training, last_checkpoint, prepare_for_training
+    from rulewise.training.shared_prefix import enable_for_trainer
 
     out = Path(settings.out)
     dataset = load_preference_dataset(settings.data)
     loaded = load_model(settings.model)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    print(describe_precision(settings.precision, device), flush=True)
     args = DPOConfig(
         output_dir=str(out),
         beta=settings.beta,
@@ -135,6 +142,8 @@ def run_dpo(settings: DPOSettings, *, callbacks: list[Any] | None = None) -> Pat
         peft_config=peft_config,
         callbacks=callbacks,
     )
+    if settings.shared_prefix:
+        enable_for_trainer(trainer)
     resume = last_checkpoint(out)
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     finish_training(

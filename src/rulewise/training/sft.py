@@ -56,6 +56,11 @@ class SFTSettings(BaseModel):
     train_top_layers: int | None = Field(
         default=None, ge=1, description="train only the last N blocks (CPU speed-up); None trains all"
     )
+    shared_prefix: bool = Field(
+        default=True,
+        description="encode the tokens every row of a batch starts with (system prompt, tool schema, "
+        "prompt) once per batch; exact, falls back to the plain forward when rows share little",
+    )
     lora: LoraSettings = LoraSettings()
 
 
@@ -115,13 +120,15 @@ def run_sft(settings: SFTSettings, *, callbacks: list[Any] | None = None) -> Pat
     from trl import SFTConfig
 
     from rulewise.models import load_model
-    from rulewise.runtime import use_bf16
+    from rulewise.runtime import describe_precision, use_bf16
     from rulewise.training.common import device_args, finish_training, last_checkpoint, prepare_for_training
+    from rulewise.training.shared_prefix import enable_for_trainer
 
     out = Path(settings.out)
     dataset = load_sft_dataset(settings.data)
     loaded = load_model(settings.model)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    print(describe_precision(settings.precision, device), flush=True)
     args = SFTConfig(
         output_dir=str(out),
         assistant_only_loss=True,
@@ -170,6 +177,8 @@ def run_sft(settings: SFTSettings, *, callbacks: list[Any] | None = None) -> Pat
             field="max_length",
             hint="raise max_length (system prompt, tool schema and tool results come first)",
         )
+    if settings.shared_prefix:
+        enable_for_trainer(trainer)
     resume = last_checkpoint(out)
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     finish_training(
