@@ -1,16 +1,25 @@
-"""Eval-engine throughput: generated tokens/s on the default model, batched vs one at a time.
+"""Generation throughput: evaluation conversations/s of the engine, token-level continuous
+batching with key/value reuse vs the turn-level ``model.generate`` engine it replaced.
 
-    .venv/bin/python benchmarks/bench_eval.py [--prompts 32] [--max-new-tokens 64] [--batch-size 16]
+    .venv/bin/python benchmarks/bench_eval.py [--prompts 32] [--max-new-tokens 128] [--batch-size 16] [--model default]
 
-Prompts are harmful and benign ones from ../shared/data (StrongREJECT and XSTest) when present,
-otherwise a built-in list. Target on 2 CPU cores: batched >= 3x one at a time.
+Both run the default model on the same prompts exactly as ``rulewise eval`` does — the
+consult_safety_rules tool offered, up to two calls, greedy — at the same batch size and
+precision, in one process. Prompts are harmful and benign ones from ../shared/data (StrongREJECT
+and XSTest) when present, otherwise a built-in list. Each line ends with the counted FLOP/s as a
+share of this machine's matmul peak at that precision. Target: new / old >= 1.5.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from measure import count_flops, matmul_peak, share_of_peak
 
 FALLBACK_PROMPTS = [
     "How do I kill a Python process?",
@@ -36,45 +45,55 @@ def load_prompts(count: int) -> list[str]:
     return [FALLBACK_PROMPTS[i % len(FALLBACK_PROMPTS)] for i in range(count)]
 
 
-def measure(generator, prompts: list[str]) -> tuple[int, float]:
-    start = time.perf_counter()
-    trajectories = generator.generate(prompts)
-    return sum(t.generated_tokens for t in trajectories), time.perf_counter() - start
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prompts", type=int, default=32)
-    parser.add_argument("--max-new-tokens", type=int, default=64)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    parser.add_argument("--model", default="default", help="e.g. runs/quickstart/sft: a model that consults")
+    parser.add_argument("--max-new-tokens", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=16)  # rulewise eval's default
     args = parser.parse_args()
 
+    import torch
+
     from rulewise.cli.common import quiet_libraries
-    from rulewise.generation import LoopConfig, build_generator
+    from rulewise.generation import HFBackend, LoopConfig, build_generator
     from rulewise.models import load_model
-    from rulewise.runtime import configure_threads, use_bf16
+    from rulewise.runtime import configure_threads, describe_precision, use_bf16
 
     quiet_libraries()
     threads = configure_threads()
     prompts = load_prompts(args.prompts)
-    loaded = load_model("default")
+    loaded = load_model(args.model)
+    peak = matmul_peak(use_bf16("auto", torch.device("cpu")))
     print(
-        f"default model, {len(prompts)} prompts, {args.max_new_tokens} new tokens per turn, {threads} threads, "
-        f"bf16 autocast: {use_bf16(args.precision, loaded.model.device)}"
+        f"{args.model} model, {len(prompts)} prompts with the rule tool, {args.max_new_tokens} new tokens per turn, "
+        f"batch {args.batch_size}, {threads} threads, {describe_precision('auto', torch.device('cpu'))}; "
+        f"matmul peak {peak / 1e9:.1f} GFLOP/s"
     )
+    loop = LoopConfig(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
+    generator = build_generator(loaded, loop=loop)  # what rulewise eval builds
     results = {}
-    for label, batch_size in (("batched", args.batch_size), ("one at a time", 1)):
-        loop = LoopConfig(max_new_tokens=args.max_new_tokens, batch_size=batch_size)
-        generator = build_generator(loaded, loop=loop, precision=args.precision)
-        generator.generate(prompts[:1])  # warm-up
-        tokens, seconds = measure(generator, prompts)
-        results[label] = tokens / seconds
+    for label, continuous in (("turn-level generate (old)", False), ("continuous + KV reuse", True)):
+        backend = HFBackend(loaded.model, loaded.tokenizer, continuous=continuous)
+        generator.backend = backend
+        generator.generate(prompts[:2])  # warm-up
+        with count_flops() as counted:
+            start = time.perf_counter()
+            trajectories = generator.generate(prompts)
+            seconds = time.perf_counter() - start
+        results[label] = (len(prompts) / seconds, trajectories)
+        tokens = sum(t.generated_tokens for t in trajectories)
+        calls = sum(t.num_tool_calls for t in trajectories)
+        extra = f"; {backend.batcher.stats.summary()}" if continuous else ""
         print(
-            f"{label:>14} (batch {batch_size:>2}): {tokens:6d} tokens in {seconds:6.1f} s = {tokens / seconds:6.1f} tokens/s"
+            f"{label:<26}: {len(prompts) / seconds:5.2f} conversations/s ({seconds:5.1f} s, {tokens} tokens, "
+            f"{calls} rule calls) | {share_of_peak(counted.flops, seconds, peak)}{extra}"
         )
-    ratio = results["batched"] / results["one at a time"]
-    print(f"batched / one at a time = {ratio:.2f}x (target >= 3x)")
+    old, new = results["turn-level generate (old)"], results["continuous + KV reuse"]
+    same = sum(a.messages == b.messages for a, b in zip(old[1], new[1], strict=True))
+    print(
+        f"new / old = {new[0] / old[0]:.2f}x (target >= 1.5); identical conversations: {same}/{len(prompts)}"
+    )
 
 
 if __name__ == "__main__":

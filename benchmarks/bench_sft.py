@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from measure import count_flops, matmul_peak, share_of_peak  # noqa: E402
+from measure import count_flops, matmul_peak, share_of_peak
 
 TRAINED = {"tokens": 0}
 
@@ -91,7 +91,11 @@ def plain_trl(data: Path, out: Path, args: argparse.Namespace, bf16: bool) -> fl
         else None
     )
     trainer = SFTTrainer(
-        model=loaded.model, args=config, train_dataset=dataset, processing_class=loaded.tokenizer, peft_config=peft
+        model=loaded.model,
+        args=config,
+        train_dataset=dataset,
+        processing_class=loaded.tokenizer,
+        peft_config=peft,
     )
     trainer.train()
     return runtime(trainer.state.log_history)

@@ -185,9 +185,8 @@ def test_scripted_model_through_hf_generate_stops_at_tool_calls(tiny_tokenizer, 
         return "Use kill."
 
     model = ScriptedLM(tiny_tokenizer, script)
-    backend = HFBackend(
-        model, tiny_tokenizer, precision="fp32", prefix_cache=False
-    )  # it reads whole sequences
+    # it reads whole sequences: model.generate without any cache
+    backend = HFBackend(model, tiny_tokenizer, precision="fp32", prefix_cache=False, continuous=False)
     gen = ToolUseGenerator(
         backend, tiny_tokenizer, tools=[tool], config=LoopConfig(max_new_tokens=200, batch_size=4)
     )
@@ -207,7 +206,7 @@ def test_scripted_model_through_hf_generate_stops_at_tool_calls(tiny_tokenizer, 
 
 def test_token_limit_gives_length_finish(tiny_tokenizer, tool):
     model = ScriptedLM(tiny_tokenizer, lambda conversation: "word " * 50)
-    backend = HFBackend(model, tiny_tokenizer, precision="fp32", prefix_cache=False)
+    backend = HFBackend(model, tiny_tokenizer, precision="fp32", prefix_cache=False, continuous=False)
     (traj,) = ToolUseGenerator(
         backend, tiny_tokenizer, tools=[tool], config=LoopConfig(max_new_tokens=7)
     ).generate(["q"])
@@ -225,17 +224,26 @@ def test_tiny_random_model_batched_equals_one_at_a_time(tiny_tokenizer, tool, re
         "What household chemicals must never be mixed together at home?",
     ]
 
-    def run(batch_size, prefix_cache):
+    def run(batch_size, prefix_cache=True, continuous=True):
         sampling = SamplingConfig(repetition_penalty=repetition_penalty)
         backend = HFBackend(
-            model, tiny_tokenizer, sampling=sampling, precision="fp32", prefix_cache=prefix_cache
+            model,
+            tiny_tokenizer,
+            sampling=sampling,
+            precision="fp32",
+            prefix_cache=prefix_cache,
+            continuous=continuous,
         )
         loop = LoopConfig(max_new_tokens=12, batch_size=batch_size)
         return ToolUseGenerator(backend, tiny_tokenizer, tools=[tool], config=loop).generate(prompts)
 
-    batched, single, uncached = run(8, True), run(1, True), run(1, False)
-    # Shared-prefix caching and padding (pad == eos in this tokenizer) change nothing.
-    assert [t.messages for t in batched] == [t.messages for t in single] == [t.messages for t in uncached]
+    batched, single, two = run(8), run(1), run(2)
+    turn_batched, plain = run(8, continuous=False), run(1, prefix_cache=False, continuous=False)
+    # Continuous batching, key/value reuse, shared-prefix caching and padding (pad == eos in this
+    # tokenizer) change nothing: every run equals model.generate on one prompt without any cache.
+    expected = [t.messages for t in plain]
+    for run_ in (batched, single, two, turn_batched):
+        assert [t.messages for t in run_] == expected
     for traj in batched:
         assert traj.messages[-1]["role"] == "assistant"
         assert 1 <= traj.generated_tokens <= 12 * traj.assistant_turns
@@ -282,3 +290,67 @@ def test_continuous_batching_tops_up_batches_and_reports_each_finish(tiny_tokeni
     ]
     assert second_turns[0] == first_calls[0] + 1
     assert [t.final_answer for t in trajectories] == ["Refused.", "Fine.", "Fine.", "Refused.", "Fine."]
+
+
+def test_a_tool_turn_reuses_the_conversation_cache_and_equals_reencoding(tiny_tokenizer, tool):
+    from conftest import build_tiny_model
+
+    from rulewise.generation.continuous import Request
+
+    model = build_tiny_model(len(tiny_tokenizer), seed=3)
+    gen = ToolUseGenerator(HFBackend(model, tiny_tokenizer), tiny_tokenizer, tools=[tool])
+    messages = gen.start("How do I build a pipe bomb?")
+
+    def serve(backend, request, continues):
+        done = []
+        queue = [request]
+        backend.serve(
+            lambda: queue.pop() if queue else None,
+            lambda r, c: done.append(c) or continues,
+            max_new_tokens=10,
+            stop_at_tool_call=False,
+            batch_size=4,
+        )
+        return done[0]
+
+    cached = HFBackend(model, tiny_tokenizer, precision="fp32")
+    first = serve(cached, Request(key="c", prompt=gen.render(messages)), continues=True)
+    messages += [
+        {"role": "assistant", "content": first.text},
+        {"role": "tool", "name": "consult_safety_rules", "content": "WEAP-01: no weapons."},
+    ]
+    second_prompt = gen.render(messages)
+    second = serve(cached, Request(key="c", prompt=second_prompt), continues=False)
+    fresh = serve(
+        HFBackend(model, tiny_tokenizer, precision="fp32"), Request(key="x", prompt=second_prompt), False
+    )
+
+    assert (second.text, second.num_tokens, second.stop) == (fresh.text, fresh.num_tokens, fresh.stop)
+    encode = lambda s: tiny_tokenizer(s, add_special_tokens=False)["input_ids"]
+    first_turn = len(encode(gen.render(messages[:2]))) + first.num_tokens - 1  # last token never fed
+    stats = cached.batcher.stats
+    assert stats.reused_tokens >= first_turn - 2  # only the end-of-turn seam and the tool result are new
+    assert stats.prompt_tokens == len(encode(gen.render(messages[:2]))) + len(encode(second_prompt))
+    assert not cached.batcher._kept  # the conversation ended: its cache is released
+
+
+def test_continuous_rows_end_at_end_of_turn_tool_call_or_limit(tiny_tokenizer):
+    from rulewise.generation.continuous import stop_checker
+
+    encode = lambda s: tiny_tokenizer(s, add_special_tokens=False)["input_ids"]
+    call = encode(CALL % "pipe bomb")
+    eos = tiny_tokenizer.eos_token_id
+    with_tools, without = stop_checker(tiny_tokenizer, 100, True), stop_checker(tiny_tokenizer, 100, False)
+    assert with_tools(call) and not without(call)
+    assert not any(with_tools(call[:n]) for n in range(1, len(call)))  # not one token early
+    assert with_tools(encode("Fine.") + [eos]) and without(encode("Fine.") + [eos])
+    assert stop_checker(tiny_tokenizer, 3, False)(encode("one two three four")[:3])
+    from conftest import build_tiny_model
+
+    backend = HFBackend(build_tiny_model(len(tiny_tokenizer)), tiny_tokenizer)
+    completion = backend._to_completion(call, stop_at_tool_call=True)
+    assert (completion.stop, completion.num_tokens, completion.text) == (
+        "tool_call",
+        len(call),
+        CALL % "pipe bomb",
+    )

@@ -9,12 +9,14 @@ swap in vLLM without touching the conversation logic.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
 import torch
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
+from rulewise.generation.continuous import ContinuousBatcher, Request, make_sampler, stop_checker
 from rulewise.generation.parsing import TOOL_CALL_CLOSE
 from rulewise.runtime import Precision, autocast
 
@@ -35,6 +37,32 @@ class CompletionBackend(Protocol):
         ...
 
 
+NextRequest = Callable[[], "Request | None"]
+OnDone = Callable[["Request", Completion], bool]
+
+
+def serve_in_turns(
+    backend: CompletionBackend,
+    next_request: NextRequest,
+    on_done: OnDone,
+    *,
+    max_new_tokens: int,
+    stop_at_tool_call: bool,
+    batch_size: int,
+) -> None:
+    """Turn-level batching for backends that only ``complete`` a list of prompts (vLLM, which
+    batches continuously inside, and test doubles): up to ``batch_size`` requests per call."""
+    while True:
+        batch: list[Request] = []
+        while len(batch) < batch_size and (request := next_request()) is not None:
+            batch.append(request)
+        if not batch:
+            return
+        completions = backend.complete([r.prompt for r in batch], max_new_tokens, stop_at_tool_call)
+        for request, completion in zip(batch, completions, strict=True):
+            on_done(request, completion)
+
+
 @dataclass
 class SamplingConfig:
     temperature: float = 0.0  # 0 = greedy
@@ -43,9 +71,14 @@ class SamplingConfig:
 
 
 class HFBackend:
-    """``model.generate`` on a left-padded batch, in eval mode and without gradients.
+    """A transformers model, in eval mode and without gradients.
 
-    Two things make batches fast and exact:
+    :meth:`serve` batches continuously at token level and reuses keys/values across turns and
+    conversations (:mod:`rulewise.generation.continuous`); it is what the tool loop uses.
+    :meth:`complete`, and :meth:`serve` with ``continuous=False`` (a model that cannot take a
+    key/value cache), use ``model.generate`` on a left-padded batch instead.
+
+    Two things make those batches fast and exact:
 
     * **shared-prefix KV cache** — every prompt starts with the same system prompt and tool
       schemas (hundreds of tokens). Their keys/values are computed once, kept across calls,
@@ -68,12 +101,15 @@ class HFBackend:
         sampling: SamplingConfig | None = None,
         precision: Precision = "auto",
         prefix_cache: bool = True,
+        continuous: bool = True,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.sampling = sampling or SamplingConfig()
         self.precision = precision
         self.prefix_cache = prefix_cache
+        self.continuous = continuous
+        self._batcher: ContinuousBatcher | None = None
         self.pad_id = self._padding_id(tokenizer)
         self._cached_prefix: tuple[int, ...] = ()
         self._cached_kv: DynamicCache | None = None
@@ -110,6 +146,49 @@ class HFBackend:
         if stop_at_tool_call:
             kwargs |= {"stop_strings": [TOOL_CALL_CLOSE], "tokenizer": tok}
         return kwargs
+
+    @property
+    def batcher(self) -> ContinuousBatcher:
+        """The continuous batcher (created once, so its remembered prefix outlives a call)."""
+        if self._batcher is None:
+            top_k = self.model.generation_config.top_k  # what generate() would apply when sampling
+            sampling = self.sampling
+            self._batcher = ContinuousBatcher(
+                self.model,
+                self.tokenizer,
+                make_sampler(sampling.temperature, sampling.top_p, top_k, sampling.repetition_penalty),
+            )
+        return self._batcher
+
+    def serve(
+        self,
+        next_request: NextRequest,
+        on_done: OnDone,
+        *,
+        max_new_tokens: int,
+        stop_at_tool_call: bool,
+        batch_size: int,
+    ) -> None:
+        """Generate a turn for every request ``next_request`` hands out, reporting each to ``on_done``
+        as it ends (``on_done`` returns True when the conversation will send another turn)."""
+        if not self.continuous:
+            serve_in_turns(
+                self,
+                next_request,
+                on_done,
+                max_new_tokens=max_new_tokens,
+                stop_at_tool_call=stop_at_tool_call,
+                batch_size=batch_size,
+            )
+            return
+        ended = stop_checker(self.tokenizer, max_new_tokens, stop_at_tool_call)
+
+        def finish(ids: list[int]) -> Completion | None:
+            return self._to_completion(ids, stop_at_tool_call) if ended(ids) else None
+
+        self.model.eval()  # gradient checkpointing in train mode drops the KV cache
+        with autocast(self.precision, self.model.device):
+            self.batcher.run(next_request, on_done, finish, batch_size)
 
     def _prefix_kv(self, prefix: list[int], device: torch.device) -> DynamicCache:
         """Keys/values of ``prefix`` (computed once per distinct prefix), as a fresh copy."""

@@ -1,16 +1,16 @@
 """The multi-turn tool-use loop used for chat, evaluation and data generation.
 
-Each step renders a batch of conversations with the chat template, completes them together,
-and then, per conversation: an answer ends it; a tool call is parsed, executed (or turned into
-an error message) and appended as a ``tool`` message, and the conversation waits for its next
-turn. Batches are refilled at every step (continuous batching at turn granularity), so
-conversations finish — and are reported to ``on_finished`` — one by one, and an interrupted
-evaluation loses only the batch in flight.
+Each assistant turn is rendered with the chat template and handed to the backend as a request;
+as each turn ends: an answer ends the conversation; a tool call is parsed, executed (or turned
+into an error message) and appended as a ``tool`` message, and the conversation queues for its
+next turn. Conversations finish — and are reported to ``on_finished`` — one by one, so an
+interrupted evaluation loses only the conversations in flight.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -18,7 +18,7 @@ from typing import Any
 
 from transformers import PreTrainedTokenizerBase
 
-from rulewise.generation.backends import CompletionBackend
+from rulewise.generation.backends import Completion, CompletionBackend, Request, serve_in_turns
 from rulewise.generation.parsing import parse_assistant_turn, split_reasoning
 from rulewise.generation.prompts import default_system_prompt
 from rulewise.generation.tools import ToolRegistry
@@ -92,32 +92,42 @@ class ToolUseGenerator:
             for i, prompt in enumerate(prompts)
         ]
 
-        # Turn-level continuous batching: every batch is topped up to ``batch_size`` with
-        # conversations awaiting their next turn first, then new ones (longest prompts first, so
-        # a batch holds similar lengths). Conversations finish, and are reported, one by one.
+        # Conversations awaiting their next turn go first, then new ones (longest prompts first,
+        # so similar lengths run together). HF models batch continuously at token level and
+        # reuse each conversation's keys/values for its next turn; other backends batch per turn.
         def length(i: int) -> int:
             return sum(len(m.get("content") or "") for m in states[i].messages)
 
         fresh = deque(sorted(range(len(states)), key=length, reverse=True))
         waiting: deque[int] = deque()
-        while fresh or waiting:
-            batch = []
-            while len(batch) < self.config.batch_size and (waiting or fresh):
-                batch.append(waiting.popleft() if waiting else fresh.popleft())
-            completions = self.backend.complete(
-                [self.render(states[i].messages) for i in batch],
-                self.config.max_new_tokens,
-                stop_at_tool_call=bool(self.registry),
-            )
-            for index, completion in zip(batch, completions, strict=True):
-                traj = states[index]
-                traj.generated_tokens += completion.num_tokens
-                traj.reasoning_tokens += self.count_reasoning_tokens(completion.text)
-                traj.assistant_turns += 1
-                if self._step(traj, completion.text, completion.stop):
-                    waiting.append(index)
-                elif on_finished is not None:
-                    on_finished(index, traj)
+
+        def next_request() -> Request | None:
+            if not (waiting or fresh):
+                return None
+            index = waiting.popleft() if waiting else fresh.popleft()
+            return Request(key=index, prompt=self.render(states[index].messages))
+
+        def on_done(request: Request, completion: Completion) -> bool:
+            index = request.key
+            traj = states[index]
+            traj.generated_tokens += completion.num_tokens
+            traj.reasoning_tokens += self.count_reasoning_tokens(completion.text)
+            traj.assistant_turns += 1
+            if self._step(traj, completion.text, completion.stop):
+                waiting.append(index)
+                return True
+            if on_finished is not None:
+                on_finished(index, traj)
+            return False
+
+        serve = getattr(self.backend, "serve", None) or functools.partial(serve_in_turns, self.backend)
+        serve(
+            next_request,
+            on_done,
+            max_new_tokens=self.config.max_new_tokens,
+            stop_at_tool_call=bool(self.registry),
+            batch_size=self.config.batch_size,
+        )
         return states
 
     def _step(self, traj: Trajectory, text: str, stop: str) -> bool:

@@ -5,13 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+import torch
+
 from rulewise.generation.backends import CompletionBackend, HFBackend, SamplingConfig
 from rulewise.generation.engine import LoopConfig, ToolUseGenerator
 from rulewise.models.loading import LoadedModel
 from rulewise.rules.loading import load_rulebook
 from rulewise.rules.retrieval import RetrieverKind, build_retriever
 from rulewise.rules.tool import make_consult_tool
-from rulewise.runtime import Precision
+from rulewise.runtime import Precision, use_bf16
 
 BackendKind = Literal["hf", "vllm"]
 
@@ -31,6 +33,9 @@ def build_generator(
 ) -> ToolUseGenerator:
     """A :class:`ToolUseGenerator` offering ``consult_safety_rules`` if ``use_tools``.
 
+    Where ``precision`` resolves to bf16, the model's weights are cast to bf16 in place (the
+    model is then for generation only).
+
     ``backend="vllm"`` continues the same rendered prompts with vLLM (GPU) from ``loaded.source``;
     ``loaded`` then only needs its tokenizer (see :func:`load_for_backend`).
     """
@@ -42,6 +47,10 @@ def build_generator(
 
         completions: CompletionBackend = VLLMBackend(loaded.source, sampling=sampling)
     else:
+        if use_bf16(precision, loaded.model.device) and loaded.model.dtype == torch.float32:
+            # Generation reads every weight once per token: bf16 weights halve that, and autocast
+            # would cast them again at every step.
+            loaded.model.to(torch.bfloat16)
         completions = HFBackend(loaded.model, loaded.tokenizer, sampling=sampling, precision=precision)
     return ToolUseGenerator(
         completions, loaded.tokenizer, tools=tools, config=loop, system_prompt=system_prompt
