@@ -1,22 +1,28 @@
-"""RL step time: plain TRL GRPO (no tools) vs ``rulewise train rl`` with tools, GRPO and IFPO.
+"""RL step time with tools: ``rulewise train rl`` (IFPO) vs the same without the shared-prefix
+forward (the implementation before it) and vs plain TRL GRPO with the same tool.
 
-    .venv/bin/python benchmarks/bench_rl.py [--steps 3] [--prompts 4] [--group 4] [--new-tokens 96]
+    .venv/bin/python benchmarks/bench_rl.py [--steps 3] [--prompts 2] [--group 4] [--new-tokens 96]
 
-All three train the default model in one process on the same prompts with the same seed.
-Plain TRL generates ``--new-tokens`` per rollout with one reward function; ours offer
-``consult_safety_rules`` and let a rollout read up to two rules, so their completion budget is
-``--new-tokens`` plus room for one tool result (``--tool-budget``). Seconds per step are TRL's
-``step_time``, averaged over the steps after the first (which warms up). IFPO and tool-use
-GRPO sample the same rollouts at step 1 and differ only in the advantage rebalancing.
-Target: IFPO / tool-use GRPO <= 1.05.
+All three train the default model in one process on the same prompts, seed, group size,
+completion budget (``--new-tokens`` plus ``--tool-budget`` for one tool result) and precision
+(bf16 autocast where the CPU has native bf16, else fp32); every rollout is offered
+``consult_safety_rules`` once. Seconds per step are TRL's ``step_time``, averaged over the steps
+after the first (which warms up). Each line ends with the counted FLOP/s of the whole run as a
+share of this machine's matmul peak at that precision. Target: rulewise / before <= 0.5.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
+import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from measure import count_flops, matmul_peak, share_of_peak
 
 
 def step_seconds(history: list[dict]) -> float:
@@ -34,20 +40,22 @@ def make_prompts(path: Path, count: int) -> Path:
     return path
 
 
-def plain_trl(prompts: Path, out: Path, args: argparse.Namespace) -> float:
-    """What a user would write by hand with TRL: same model, prompts and sampling, no tools."""
+def plain_trl(prompts: Path, out: Path, args: argparse.Namespace, bf16: bool) -> float:
+    """What a user would write by hand with TRL: same model, prompts, tool and sampling."""
     import datasets
     from trl import GRPOConfig, GRPOTrainer
 
-    from rulewise.generation.prompts import PLAIN_SYSTEM_PROMPT
+    from rulewise.generation.prompts import ASCL_SYSTEM_PROMPT
     from rulewise.models import load_model
+    from rulewise.rules import build_retriever, load_rulebook
+    from rulewise.rules.tool import make_consult_tool
 
     rows = [json.loads(line) for line in prompts.read_text().splitlines()]
     dataset = datasets.Dataset.from_list(
         [
             {
                 "prompt": [
-                    {"role": "system", "content": PLAIN_SYSTEM_PROMPT},
+                    {"role": "system", "content": ASCL_SYSTEM_PROMPT},
                     {"role": "user", "content": r["prompt"]},
                 ]
             }
@@ -62,14 +70,16 @@ def plain_trl(prompts: Path, out: Path, args: argparse.Namespace) -> float:
     config = GRPOConfig(
         output_dir=str(out),
         max_steps=args.steps,
-        per_device_train_batch_size=args.prompts * args.group,
+        per_device_train_batch_size=args.group,
+        gradient_accumulation_steps=args.prompts,
         num_generations=args.group,
-        max_completion_length=args.new_tokens,
+        max_completion_length=args.new_tokens + args.tool_budget,
+        max_tool_calling_iterations=1,
         learning_rate=1e-6,
         logging_steps=1,
         save_strategy="no",
         report_to=[],
-        bf16=False,
+        bf16=bf16,
         gradient_checkpointing=False,
         use_cpu=True,
         seed=0,
@@ -80,26 +90,27 @@ def plain_trl(prompts: Path, out: Path, args: argparse.Namespace) -> float:
         train_dataset=dataset,
         processing_class=loaded.tokenizer,
         reward_funcs=short_answers,
+        tools=[make_consult_tool(build_retriever(load_rulebook()), k=2)],
     )
     trainer.train()
     return step_seconds(trainer.state.log_history)
 
 
-def ours(prompts: Path, out: Path, args: argparse.Namespace, algo: str) -> float:
+def ours(prompts: Path, out: Path, args: argparse.Namespace, shared_prefix: bool) -> float:
     from rulewise.rl.train import RLSettings, run_rl
 
     settings = RLSettings(
-        algo=algo,
         model="default",
         prompts=str(prompts),
         out=str(out),
         max_steps=args.steps,
         prompts_per_step=args.prompts,
         group_size=args.group,
+        micro_batch_size=args.group,
         max_completion_length=args.new_tokens + args.tool_budget,
-        precision="fp32",
         save_steps=10_000,
         seed=0,
+        shared_prefix=shared_prefix,
     )
     run_rl(settings)
     history = [json.loads(line) for line in (out / "log_history.jsonl").read_text().splitlines()]
@@ -109,31 +120,47 @@ def ours(prompts: Path, out: Path, args: argparse.Namespace, algo: str) -> float
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--prompts", type=int, default=4)
+    parser.add_argument("--prompts", type=int, default=2)
     parser.add_argument("--group", type=int, default=4)
     parser.add_argument("--new-tokens", type=int, default=96)
     parser.add_argument("--tool-budget", type=int, default=320)
     args = parser.parse_args()
 
+    import torch
+
     from rulewise.cli.common import quiet_libraries
-    from rulewise.runtime import configure_threads
+    from rulewise.runtime import configure_threads, describe_precision, use_bf16
 
     quiet_libraries()
     threads = configure_threads()
+    bf16 = use_bf16("auto", torch.device("cpu"))
+    peak = matmul_peak(bf16)
+    results = {}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         prompts = make_prompts(root / "prompts.jsonl", args.prompts)
-        plain = plain_trl(prompts, root / "plain", args)
-        grpo = ours(prompts, root / "grpo", args, "grpo")
-        ifpo = ours(prompts, root / "ifpo", args, "ifpo")
+        runs = {
+            "plain TRL GRPO, tools": lambda: plain_trl(prompts, root / "plain", args, bf16),
+            "rulewise IFPO, before": lambda: ours(prompts, root / "before", args, False),
+            "rulewise IFPO": lambda: ours(prompts, root / "ours", args, True),
+        }
+        for label, run in runs.items():
+            start = time.perf_counter()
+            with count_flops() as counted:
+                seconds = run()
+            results[label] = (seconds, counted.flops, time.perf_counter() - start)
     print(
-        f"default model, {args.prompts} prompts x group {args.group}, {args.new_tokens} new tokens, {threads} threads"
+        f"default model, {args.prompts} prompts x group {args.group}, {args.new_tokens}+{args.tool_budget} "
+        f"completion tokens, {threads} threads, {describe_precision('auto', torch.device('cpu'))}; "
+        f"matmul peak {peak / 1e9:.1f} GFLOP/s"
     )
-    print(f"plain TRL GRPO, no tools : {plain:7.1f} s/step")
-    print(
-        f"rulewise GRPO, tools     : {grpo:7.1f} s/step ({grpo / plain:.2f}x plain: tool turns and rule text)"
-    )
-    print(f"rulewise IFPO, tools     : {ifpo:7.1f} s/step ({ifpo / grpo:.3f}x tool-use GRPO, target <= 1.05)")
+    before = results["rulewise IFPO, before"][0]
+    for label, (seconds, flops, wall) in results.items():
+        print(
+            f"{label:<22}: {seconds:6.1f} s/step ({seconds / before:4.2f}x before) | "
+            f"{share_of_peak(flops, wall, peak)} over the whole run"
+        )
+    print("target: rulewise / before <= 0.5")
 
 
 if __name__ == "__main__":

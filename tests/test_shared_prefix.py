@@ -12,20 +12,9 @@ VOCAB = 97
 
 
 def llama():
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from conftest import build_tiny_model
 
-    torch.manual_seed(0)
-    return LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=VOCAB,
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            tie_word_embeddings=True,
-        )
-    )
+    return build_tiny_model(VOCAB)
 
 
 def qwen2():

@@ -226,6 +226,8 @@ def run_eval(
                 ids=[record_id for _, record_id, _ in pending],
                 on_finished=finished,
             )
+        if hasattr(generator.backend, "describe"):
+            console.print(generator.backend.describe())
     records = [r for r in read_records(results_path) if r["id"] in wanted]
     metrics = compute_metrics(records, seed=config.seed)
     metrics["run"] = {

@@ -9,6 +9,7 @@ swap in vLLM without touching the conversation logic.
 from __future__ import annotations
 
 import copy
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -18,7 +19,7 @@ from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
 from rulewise.generation.continuous import ContinuousBatcher, Request, make_sampler, stop_checker
 from rulewise.generation.parsing import TOOL_CALL_CLOSE
-from rulewise.runtime import Precision, autocast
+from rulewise.runtime import Precision, autocast, describe_precision
 
 StopReason = Literal["eos", "tool_call", "length"]
 
@@ -160,6 +161,18 @@ class HFBackend:
             )
         return self._batcher
 
+    def describe(self) -> str:
+        """One line for logs: precision, batching and how much of the prompts came from cache."""
+        weights = (
+            "bf16 weights"
+            if self.model.dtype == torch.bfloat16
+            else describe_precision(self.precision, self.model.device)
+        )
+        if not self.continuous:
+            return f"generation: {weights}, turn-level batches"
+        reuse = self._batcher.stats.summary() if self._batcher else "nothing generated yet"
+        return f"generation: {weights}, continuous batching; {reuse}"
+
     def serve(
         self,
         next_request: NextRequest,
@@ -198,9 +211,31 @@ class HFBackend:
             self._cached_prefix, self._cached_kv = tuple(prefix), cache
         return copy.deepcopy(self._cached_kv)
 
-    @torch.no_grad()
     def complete(self, prompts: list[str], max_new_tokens: int, stop_at_tool_call: bool) -> list[Completion]:
-        """All ``prompts`` as one batch (the loop decides the batch size)."""
+        """All ``prompts`` together (the caller decides how many), completions in order."""
+        if not self.continuous:
+            return self._generate_batch(prompts, max_new_tokens, stop_at_tool_call)
+        results: list[Completion | None] = [None] * len(prompts)
+        queue = deque(Request(key=i, prompt=p) for i, p in enumerate(prompts))
+
+        def done(request: Request, completion: Completion) -> bool:
+            results[request.key] = completion
+            return False
+
+        self.serve(
+            lambda: queue.popleft() if queue else None,
+            done,
+            max_new_tokens=max_new_tokens,
+            stop_at_tool_call=stop_at_tool_call,
+            batch_size=max(1, len(prompts)),
+        )
+        return results  # type: ignore[return-value]
+
+    @torch.no_grad()
+    def _generate_batch(
+        self, prompts: list[str], max_new_tokens: int, stop_at_tool_call: bool
+    ) -> list[Completion]:
+        """``model.generate`` on one left-padded batch of ``prompts``."""
         # The chat template already wrote every special token; adding BOS again would shift the prompt.
         rows = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
         shared = 0

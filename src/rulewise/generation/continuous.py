@@ -166,6 +166,7 @@ class ContinuousBatcher:
             position_ids=torch.arange(reuse, len(ids), device=device)[None],
             past_key_values=cache,
             use_cache=True,
+            logits_to_keep=1,  # the LM head only where the next token is sampled
         )
         layers = _layers(cache)
         if kept is None and reuse < self.MIN_SHARED_PREFIX:
