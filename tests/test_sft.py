@@ -123,3 +123,13 @@ def test_shipped_sft_config_validates():
     assert (cfg.group_by_length, cfg.train_top_layers, cfg.lora.enabled) == (True, 8, False)
     experiment = load_config(SFTSettings, config.parents[1] / "experiments" / "bc_sft.yaml")
     assert (experiment.max_steps, experiment.batch_size, experiment.learning_rate) == (72, 4, 2e-4)
+
+
+def test_a_checkpoint_killed_while_writing_its_state_is_not_resumed_from(tmp_path):
+    from rulewise.training.common import last_checkpoint
+
+    for step, state in ((2, '{"global_step": 2}'), (3, ""), (4, '{"global_st')):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text(state)
+    (tmp_path / "checkpoint-5").mkdir()  # killed before it wrote its state at all
+    assert last_checkpoint(tmp_path) == tmp_path / "checkpoint-2"

@@ -12,13 +12,19 @@ from rulewise.models.chat_template import chatml_tool_template
 from rulewise.models.loading import LoadedModel
 
 
+def _complete(checkpoint: Path) -> bool:
+    """The Trainer writes ``trainer_state.json`` last, and not atomically: a checkpoint is whole
+    when that file parses (a kill during the write leaves it empty or torn)."""
+    try:
+        json.loads((checkpoint / "trainer_state.json").read_bytes())
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 def last_checkpoint(out_dir: Path) -> Path | None:
-    """The newest complete ``checkpoint-N`` directory (one with trainer state), if any."""
-    candidates = [
-        p
-        for p in out_dir.glob("checkpoint-*")
-        if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").is_file()
-    ]
+    """The newest complete ``checkpoint-N`` directory, if any."""
+    candidates = [p for p in out_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit() and _complete(p)]
     return max(candidates, key=lambda p: int(p.name.split("-")[-1]), default=None)
 
 

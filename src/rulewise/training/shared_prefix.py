@@ -130,9 +130,6 @@ class ScoredLabels:
     log_sum_sq_probs: torch.Tensor | None = None
     mean_logits: torch.Tensor | None = None
 
-    def __getitem__(self, key: str) -> torch.Tensor | int | None:
-        return getattr(self, key)
-
 
 def score_labels(
     model: PreTrainedModel,
