@@ -89,11 +89,14 @@ class IFPOTrainer(GRPOTrainer):
         return output
 
     def _save_checkpoint(self, model, trial) -> None:
-        super()._save_checkpoint(model, trial)
+        # Before the Trainer's files: it writes trainer_state.json last, which is what marks a
+        # checkpoint complete for a resume, so a complete checkpoint always has this file too.
         if self.args.should_save:
             folder = os.path.join(self.args.output_dir, f"checkpoint-{self.state.global_step}")
+            os.makedirs(folder, exist_ok=True)
             with open(os.path.join(folder, IFPO_STATE_FILE), "w", encoding="utf-8") as handle:
                 json.dump({"share_consulted": self.ifpo_state.share_consulted}, handle)
+        super()._save_checkpoint(model, trial)
 
     def load_ifpo_state(self, checkpoint: str) -> None:
         """Restore the EMA of mode frequencies saved next to a checkpoint (absent: start fresh)."""
