@@ -17,12 +17,11 @@ import argparse
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from measure import count_flops, matmul_peak, share_of_peak
+from measure import matmul_peak, measured, share_of_peak
 
 
 def step_seconds(history: list[dict]) -> float:
@@ -135,20 +134,16 @@ def main() -> None:
     threads = configure_threads()
     bf16 = use_bf16("auto", torch.device("cpu"))
     peak = matmul_peak(bf16)
-    results = {}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         prompts = make_prompts(root / "prompts.jsonl", args.prompts)
-        runs = {
-            "plain TRL GRPO, tools": lambda: plain_trl(prompts, root / "plain", args, bf16),
-            "rulewise IFPO, before": lambda: ours(prompts, root / "before", args, False),
-            "rulewise IFPO": lambda: ours(prompts, root / "ours", args, True),
-        }
-        for label, run in runs.items():
-            start = time.perf_counter()
-            with count_flops() as counted:
-                seconds = run()
-            results[label] = (seconds, counted.flops, time.perf_counter() - start)
+        results = measured(
+            {
+                "plain TRL GRPO, tools": lambda: plain_trl(prompts, root / "plain", args, bf16),
+                "rulewise IFPO, before": lambda: ours(prompts, root / "before", args, False),
+                "rulewise IFPO": lambda: ours(prompts, root / "ours", args, True),
+            }
+        )
     print(
         f"default model, {args.prompts} prompts x group {args.group}, {args.new_tokens}+{args.tool_budget} "
         f"completion tokens, {threads} threads, {describe_precision('auto', torch.device('cpu'))}; "

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from measure import count_flops, matmul_peak, share_of_peak
+from measure import matmul_peak, measured, share_of_peak
 
 TRAINED = {"tokens": 0}
 
@@ -137,27 +137,38 @@ def main() -> None:
     count_trained_tokens()
     bf16 = use_bf16("auto", torch.device("cpu"))
     peak = matmul_peak(bf16)
-    results = {}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         make_data(root / "bc.jsonl", args.examples)
-        runs = {
-            "plain TRL SFTTrainer": lambda: plain_trl(root / "bc.jsonl", root / "plain", args, bf16),
-            "rulewise, no shared prefix": lambda: ours(root / "bc.jsonl", root / "flat", args, False),
-            "rulewise": lambda: ours(root / "bc.jsonl", root / "ours", args, True),
-        }
-        for label, run in runs.items():
-            TRAINED["tokens"] = 0
-            with count_flops() as counted:
+
+        def counted(run):  # the trained tokens of one run, and its train_runtime
+            def go():
+                TRAINED["tokens"] = 0
                 seconds = run()
-            results[label] = (TRAINED["tokens"] / seconds, counted.flops, seconds)
+                return TRAINED["tokens"], seconds
+
+            return go
+
+        results = measured(
+            {
+                "plain TRL SFTTrainer": counted(
+                    lambda: plain_trl(root / "bc.jsonl", root / "plain", args, bf16)
+                ),
+                "rulewise, no shared prefix": counted(
+                    lambda: ours(root / "bc.jsonl", root / "flat", args, False)
+                ),
+                "rulewise": counted(lambda: ours(root / "bc.jsonl", root / "ours", args, True)),
+            }
+        )
     mode = "LoRA" if args.lora else "full fine-tuning"
     print(
         f"default model, {mode}, {args.steps} steps of batch {args.batch_size}, {threads} threads, "
         f"{describe_precision('auto', torch.device('cpu'))}; matmul peak {peak / 1e9:.1f} GFLOP/s"
     )
-    base = results["plain TRL SFTTrainer"][0]
-    for label, (speed, flops, seconds) in results.items():
+    speeds = {label: tokens / seconds for label, ((tokens, seconds), _, _) in results.items()}
+    base = speeds["plain TRL SFTTrainer"]
+    for label, ((_, seconds), flops, _) in results.items():
+        speed = speeds[label]
         print(
             f"{label:<27}: {speed:7.1f} trained tokens/s ({speed / base:4.2f}x plain) | "
             f"{share_of_peak(flops, seconds, peak)}"

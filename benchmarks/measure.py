@@ -10,8 +10,9 @@ far a training step is from what this CPU can do.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 import torch
 
@@ -46,6 +47,20 @@ def count_flops() -> Iterator[Counted]:
     with FlopCounterMode(display=False) as mode:
         yield counted
     counted.flops = mode.get_total_flops()
+
+
+T = TypeVar("T")
+
+
+def measured(runs: dict[str, Callable[[], T]]) -> dict[str, tuple[T, int, float]]:
+    """Each run in turn: what it returned, the FLOPs it executed and its wall seconds."""
+    results = {}
+    for label, run in runs.items():
+        start = time.perf_counter()
+        with count_flops() as counted:
+            value = run()
+        results[label] = (value, counted.flops, time.perf_counter() - start)
+    return results
 
 
 def share_of_peak(flops: float, seconds: float, peak: float) -> str:

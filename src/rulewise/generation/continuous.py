@@ -156,7 +156,8 @@ class ContinuousBatcher:
         kept = self._kept.pop(request.key, None)
         source_ids, source = kept or self._prefix
         reuse = min(common_prefix(source_ids, ids), len(ids) - 1)
-        if kept is None and reuse < self.MIN_SHARED_PREFIX:
+        new_prefix = kept is None and reuse < self.MIN_SHARED_PREFIX
+        if new_prefix:
             reuse = 0
         past = [(k[:, :, :reuse], v[:, :, :reuse]) for k, v in source] if reuse else None
         cache = DynamicCache(ddp_cache_data=past) if past else DynamicCache()
@@ -169,7 +170,7 @@ class ContinuousBatcher:
             logits_to_keep=1,  # the LM head only where the next token is sampled
         )
         layers = _layers(cache)
-        if kept is None and reuse < self.MIN_SHARED_PREFIX:
+        if new_prefix:
             self._prefix = (ids, layers)  # remember this prompt for the conversations that follow
         self.stats.prompt_tokens += len(ids)
         self.stats.reused_tokens += reuse
@@ -243,7 +244,8 @@ class ContinuousBatcher:
                 else:
                     row.ids.append(token)
             if ended:
-                keep = [i for i in range(len(rows)) if i not in set(ended)]
+                gone = set(ended)
+                keep = [i for i in range(len(rows)) if i not in gone]
                 rows = [rows[i] for i in keep]
                 index = torch.tensor(keep, dtype=torch.long, device=device)
                 layers = [(k[index], v[index]) for k, v in layers]

@@ -242,18 +242,18 @@ def enable_shared_prefix(model: PreTrainedModel, *, temperature: float = 1.0) ->
 
     @functools.wraps(type(model).forward)  # generate() checks its kwargs against this signature
     def forward(self: PreTrainedModel, *args, **kwargs):
+        scoring = bool(kwargs.get("fused_lm_head")) and kwargs.get("attention_mask") is not None
         shared = 0
         if (
-            not args
-            and kwargs.get("fused_lm_head")
+            scoring
+            and not args
             and set(kwargs) <= _HANDLED
             and kwargs.get("labels") is not None
-            and kwargs.get("attention_mask") is not None
             and not _checkpointing(self)
         ):
             shared = shared_prefix_length(kwargs["input_ids"], kwargs["attention_mask"], kwargs["labels"])
         self.rulewise_last_shared_prefix = shared
-        if kwargs.get("fused_lm_head") and kwargs.get("attention_mask") is not None:
+        if scoring:
             stats.record(kwargs["attention_mask"], shared)
         if not shared:
             return fallback(*args, **kwargs)
