@@ -8,6 +8,12 @@ of the conversation so far: ``script(conversation_text) -> assistant reply``, or
 With ``learnable=True`` the tiny Llama's own logits are added to the script's (which outweigh
 them by 1e4), so sampling still follows the script while a loss has gradients: an RL trainer
 can take real optimisation steps on it.
+
+With a key/value cache (our continuous batcher feeds only new tokens), the cache itself carries
+what the script needs: layer 0's keys hold each position's token id and its values the reply's
+*serial*. A reply starts (the input ends with the assistant header) with serial = how many
+replies to the same text this model has started, so the G identical prompts of a GRPO group are
+told apart by serial as they are by batch row without a cache; later tokens copy it.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ class ScriptedLM(LlamaForCausalLM):
         self.learnable = learnable
         self.script_takes_row = len(inspect.signature(script).parameters) == 2
         self.header_ids = tokenizer.encode(ASSISTANT_HEADER, add_special_tokens=False)
+        self._replies: dict[str, int] = {}  # reply text so far -> replies started (cache path)
 
     def _next_token(self, ids: list[int], row: int) -> int:
         h = len(self.header_ids)
@@ -52,7 +59,9 @@ class ScriptedLM(LlamaForCausalLM):
         n = len(ids) - start
         return reply[n] if n < len(reply) else self.tokenizer.eos_token_id
 
-    def forward(self, input_ids=None, attention_mask=None, **kwargs):
+    def forward(self, input_ids=None, attention_mask=None, past_key_values=None, use_cache=None, **kwargs):
+        if past_key_values is not None and use_cache:
+            return self._cached_forward(input_ids, attention_mask, past_key_values)
         batch, length = input_ids.shape
         logits = torch.full((batch, length, self.config.vocab_size), -1e4)
         for row in range(batch):
@@ -63,3 +72,26 @@ class ScriptedLM(LlamaForCausalLM):
         if self.learnable:
             logits = logits + super().forward(input_ids=input_ids, attention_mask=attention_mask).logits
         return CausalLMOutputWithPast(logits=logits)
+
+    def _cached_forward(self, input_ids, attention_mask, cache):
+        batch = input_ids.shape[0]
+        past = cache.get_seq_length()
+        keys = cache.layers[0].keys if past else None
+        values = cache.layers[0].values if past else None
+        logits = torch.full((batch, 1, self.config.vocab_size), -1e4)
+        new_keys = input_ids.float()[:, None, :, None]
+        new_values = torch.zeros_like(new_keys)
+        for row in range(batch):
+            real = attention_mask[row, :past].bool() if attention_mask is not None else slice(None)
+            history = (keys[row, 0, real, 0].long().tolist() if past else []) + input_ids[row].tolist()
+            h = len(self.header_ids)
+            if history[-h:] == self.header_ids:  # a reply starts
+                text = self.tokenizer.decode(history)
+                serial = self._replies.get(text, 0)
+                self._replies[text] = serial + 1
+            else:
+                serial = int(values[row, 0, real, 0][-1]) if past else 0
+            new_values[row] = serial
+            logits[row, 0, self._next_token(history, serial)] = 0.0
+        cache.update(new_keys, new_values, 0)
+        return CausalLMOutputWithPast(logits=logits, past_key_values=cache)

@@ -88,7 +88,8 @@ def test_interrupted_eval_resumes_without_losing_or_repeating_items(tmp_path, ti
     first = PolicyBackend(interrupt_on_call=3)
     with pytest.raises(KeyboardInterrupt):
         run_eval(config(), tmp_path, generator=make_generator(tiny_tokenizer, first))
-    done_before = {r["id"] for r in read_records(tmp_path / "results.jsonl")}
+    assert not (tmp_path / "results.jsonl").exists()  # judging waits for the generation pass
+    done_before = {r["id"] for r in read_records(tmp_path / "generations.jsonl")}
     assert 0 < len(done_before) < 9
     second = PolicyBackend()
     run_eval(config(), tmp_path, generator=make_generator(tiny_tokenizer, second))
@@ -102,14 +103,38 @@ def test_interrupted_eval_resumes_without_losing_or_repeating_items(tmp_path, ti
     assert third.calls == 0  # all done: no generation at all
 
 
-def test_torn_last_line_is_dropped_and_redone(tmp_path, tiny_tokenizer):
-    run_eval(config(), tmp_path, generator=make_generator(tiny_tokenizer, PolicyBackend()))
-    path = tmp_path / "results.jsonl"
+def _tear_last_line(path):
     lines = path.read_text().splitlines(keepends=True)
     path.write_text("".join(lines[:-1]) + lines[-1][:25])  # a write cut off by a kill
+
+
+def test_torn_last_line_is_dropped_and_redone(tmp_path, tiny_tokenizer):
+    run_eval(config(), tmp_path, generator=make_generator(tiny_tokenizer, PolicyBackend()))
+    results = tmp_path / "results.jsonl"
+    _tear_last_line(results)
     backend = PolicyBackend()
     run_eval(config(), tmp_path, generator=make_generator(tiny_tokenizer, backend))
-    assert len(read_records(path)) == 9 and backend.calls >= 1
+    assert len(read_records(results)) == 9 and backend.calls == 0  # judged again from its generation
+    _tear_last_line(tmp_path / "generations.jsonl")
+    results.unlink()
+    run_eval(config(), tmp_path, generator=make_generator(tiny_tokenizer, backend))
+    assert len(read_records(results)) == 9 and backend.calls >= 1  # the torn one generated again
+
+
+def test_the_judge_is_not_called_while_conversations_are_generated(tmp_path, tiny_tokenizer, monkeypatch):
+    from rulewise.evaluation import runner
+
+    backend = PolicyBackend()
+    calls_when_judged = []
+    original = runner.judge_item
+
+    def judge_item(item, traj, judge):
+        calls_when_judged.append(backend.calls)
+        return original(item, traj, judge)
+
+    monkeypatch.setattr(runner, "judge_item", judge_item)
+    run_eval(config(), tmp_path, generator=make_generator(tiny_tokenizer, backend))
+    assert len(calls_when_judged) == 9 and set(calls_when_judged) == {backend.calls}
 
 
 def test_changed_configuration_is_refused(tmp_path, tiny_tokenizer):

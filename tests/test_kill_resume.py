@@ -62,8 +62,8 @@ def test_eval_killed_then_rerun_equals_an_uninterrupted_run(tmp_path, tiny_check
             "--batch-size", "2", "--precision", "fp32"]  # fmt: skip
     run([*args, "--out", str(tmp_path / "whole")])
     killed = tmp_path / "killed"
-    run_and_kill([*args, "--out", str(killed)], lambda: lines(killed / "results.jsonl") >= 2)
-    assert lines(killed / "results.jsonl") < 40
+    run_and_kill([*args, "--out", str(killed)], lambda: lines(killed / "generations.jsonl") >= 2)
+    assert lines(killed / "generations.jsonl") < 40
     run([*args, "--out", str(killed)])
 
     def answers(run_dir: Path) -> dict[str, str]:

@@ -49,6 +49,7 @@ def test_ifpo_run_calls_the_tool_and_rebalances_by_mode(tmp_path, prompts):
         assert entry["rewards/utility/mean"] == 1.0
         assert entry["rewards/format/mean"] == 1.0
         assert entry["shared_prefix"] > 16  # the system prompt, tool schema (and prompt) encoded once
+        assert entry["rollouts/reused_prompt_share"] > 0.5  # rollouts by our engine, prompts from cache
     assert (out / "rl_curves.png").read_bytes()[:4] == b"\x89PNG"
     # no smoothing (ema 0): nothing to carry across a resume
     assert json.loads((out / "checkpoint-2" / "ifpo_state.json").read_text()) == {"share_consulted": None}
@@ -56,6 +57,61 @@ def test_ifpo_run_calls_the_tool_and_rebalances_by_mode(tmp_path, prompts):
     assert any(
         not torch.equal(before[k], after[k]) for k in before
     )  # the harmful group had non-zero advantages
+
+
+def _rollouts(monkeypatch, out, prompts, **overrides):
+    """What ``_generate`` hands TRL in one step: prompt ids, completion ids, tool mask, turns."""
+    from rulewise.rl.trainer import IFPOTrainer
+
+    seen = []
+    original = IFPOTrainer._generate
+
+    def record(self, batch):
+        result = original(self, batch)
+        seen.append((result[0], result[1], result[2], [r.turns for r in self._local_rollouts]))
+        return result
+
+    monkeypatch.setattr(IFPOTrainer, "_generate", record)
+    run_rl(settings(out, prompts, max_steps=1, **overrides), loaded=scripted_model())
+    monkeypatch.undo()
+    return seen
+
+
+@pytest.mark.parametrize("budget", [1024, 120, 40])
+def test_engine_rollouts_equal_trls_tool_loop_token_for_token(monkeypatch, tmp_path, prompts, budget):
+    """Our rollouts (continuous batching, cached turns) give TRL exactly what its own tool loop
+    gives: the same prompt and completion ids, tool results masked the same way, same turns —
+    with room for everything, with the tool result not fitting (120) and with turns cut (40)."""
+    ours = _rollouts(
+        monkeypatch, tmp_path / "ours", prompts, rollout_engine="rulewise", max_completion_length=budget
+    )
+    trls = _rollouts(
+        monkeypatch, tmp_path / "trl", prompts, rollout_engine="trl", max_completion_length=budget
+    )
+    assert ours == trls
+    (_, completions, masks, turns), *_ = ours
+    consulted = [i for i, t in enumerate(turns) if len(t) == 2]
+    assert len(consulted) == (2 if budget == 1024 else 0)
+    for i in consulted:  # tool result tokens sit between the two turns and are masked
+        assert 0 in masks[i] and masks[i][-1] == 1 and len(masks[i]) == len(completions[i])
+
+
+def test_tool_suffix_continues_a_rendered_conversation_exactly(tiny_tokenizer):
+    """prompt + the model's turn (to its end-of-turn token) + suffix = the template's own rendering."""
+    from rulewise.rl.engine_rollouts import tool_suffix_ids
+
+    call = {"type": "function", "function": {"name": "consult_safety_rules", "arguments": {"query": "x"}}}
+    head = [
+        {"role": "user", "content": "Is this fine?"},
+        {"role": "assistant", "content": "", "tool_calls": [call]},
+    ]
+    tool = [{"role": "tool", "name": "consult_safety_rules", "content": "[R-1] allowed: anything"}]
+    render = tiny_tokenizer.apply_chat_template
+    before = render(head, tokenize=True, return_dict=False)
+    whole = render(head + tool, add_generation_prompt=True, tokenize=True, return_dict=False)
+    cut = len(before) - before[::-1].index(tiny_tokenizer.eos_token_id)
+    assert before[:cut] + tool_suffix_ids(tiny_tokenizer, tool) == whole
+    assert "[R-1] allowed: anything" in tiny_tokenizer.decode(tool_suffix_ids(tiny_tokenizer, tool))
 
 
 def test_grpo_is_ifpo_with_alpha_zero(tmp_path, prompts):

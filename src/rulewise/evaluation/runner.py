@@ -1,8 +1,11 @@
 """``rulewise eval``: generate with the tool-use loop, judge, and write a resumable run directory.
 
-A run directory holds ``run.json`` (the configuration), ``results.jsonl`` (one line per item,
-appended as items finish), ``metrics.json`` and ``report.md``. Rerunning the same command
-skips finished items, so an interrupted evaluation continues where it stopped.
+A run directory holds ``run.json`` (the configuration), ``generations.jsonl`` (one trajectory
+per item, appended as conversations finish), ``results.jsonl`` (the trajectory with its
+judgement), ``metrics.json`` and ``report.md``. Generation and judging are separate passes:
+the judge (possibly a model or an endpoint) never stalls the batch of conversations being
+generated, and a judging failure never costs a generation. Rerunning the same command skips
+what is done, so an interrupted evaluation continues where it stopped.
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ from rulewise.progress import eta_progress
 from rulewise.rules.retrieval import RetrieverKind
 from rulewise.runtime import Precision
 
-RESULTS_FILE, METRICS_FILE, CONFIG_FILE, REPORT_FILE = (
+RESULTS_FILE, GENERATIONS_FILE, METRICS_FILE, CONFIG_FILE, REPORT_FILE = (
     "results.jsonl",
+    "generations.jsonl",
     "metrics.json",
     "run.json",
     "report.md",
@@ -194,16 +198,20 @@ def run_eval(
     items = load_items(config)  # bad benchmark files fail before anything is loaded or written
     judge = build_judge(config.judge)
     _check_config(out_dir, config, None if generator is not None else model_fingerprint(config.model))
-    results_path = out_dir / RESULTS_FILE
+    results_path, generations_path = out_dir / RESULTS_FILE, out_dir / GENERATIONS_FILE
     units = [
         (item, record_id, sample) for item in items for record_id, sample in sample_ids(item, config.samples)
     ]
     wanted = {record_id for _, record_id, _ in units}
-    done = {r["id"] for r in read_records(results_path, console=console)}
-    pending = [unit for unit in units if unit[1] not in done]
+    judged = {r["id"] for r in read_records(results_path, console=console)}
+    generated = {r["id"]: r for r in read_records(generations_path, console=console) if r["id"] in wanted}
+    pending = [unit for unit in units if unit[1] not in judged and unit[1] not in generated]
+    left = [unit for unit in units if unit[1] not in judged]
+    if left and (judged & wanted or generated):
+        console.print(
+            f"resuming: {len((judged & wanted) | set(generated))} of {len(units)} answers already done"
+        )
     if pending:
-        if len(done & wanted):
-            console.print(f"resuming: {len(done & wanted)} of {len(units)} answers already done")
         if generator is None:
             with console.status(f"loading model '{config.model}'…"):
                 generator = build_eval_generator(config, batch_size=batch_size, precision=precision)
@@ -212,13 +220,13 @@ def run_eval(
 
             torch.manual_seed(config.seed)  # the same samples for the same seed (on one machine)
         with eta_progress(console) as progress:
-            task = progress.add_task("evaluating", total=len(units), completed=len(units) - len(pending))
+            task = progress.add_task("generating", total=len(units), completed=len(units) - len(pending))
 
             def finished(index: int, traj: Trajectory) -> None:
-                item, record_id, sample = pending[index]
-                append_record(
-                    results_path, make_record(item, traj, judge, record_id=record_id, sample=sample)
-                )
+                _, record_id, sample = pending[index]
+                row = {"id": record_id, "sample": sample, **traj.model_dump(exclude={"id"})}
+                append_record(generations_path, row)
+                generated[record_id] = row
                 progress.advance(task)
 
             generator.generate(
@@ -228,6 +236,15 @@ def run_eval(
             )
         if hasattr(generator.backend, "describe"):
             console.print(generator.backend.describe())
+    if left:
+        with eta_progress(console) as progress:
+            task = progress.add_task(f"judging ({config.judge})", total=len(left))
+            for item, record_id, sample in left:
+                traj = Trajectory.model_validate(generated[record_id])
+                append_record(
+                    results_path, make_record(item, traj, judge, record_id=record_id, sample=sample)
+                )
+                progress.advance(task)
     records = [r for r in read_records(results_path) if r["id"] in wanted]
     metrics = compute_metrics(records, seed=config.seed)
     metrics["run"] = {

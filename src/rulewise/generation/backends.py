@@ -196,7 +196,7 @@ class HFBackend:
             return
         ended = stop_checker(self.tokenizer, max_new_tokens, stop_at_tool_call)
 
-        def finish(ids: list[int]) -> Completion | None:
+        def finish(_: Request, ids: list[int]) -> Completion | None:
             return self._to_completion(ids, stop_at_tool_call) if ended(ids) else None
 
         self.model.eval()  # gradient checkpointing in train mode drops the KV cache

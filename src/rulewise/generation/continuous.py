@@ -42,10 +42,14 @@ Layers = list[tuple[torch.Tensor, torch.Tensor]]
 
 @dataclass
 class Request:
-    """One assistant turn to generate; ``key`` names the conversation it belongs to."""
+    """One assistant turn to generate; ``key`` names the conversation it belongs to.
+
+    ``prompt`` is the rendered text, or its token ids when the caller must control them exactly
+    (RL rollouts: the model-written tokens go back verbatim, never re-tokenized).
+    """
 
     key: object
-    prompt: str
+    prompt: str | list[int]
 
 
 @dataclass
@@ -128,7 +132,7 @@ class ContinuousBatcher:
 
     ``sample(logits, seen)`` turns the last logits ``[rows, vocab]`` into next tokens ``[rows]``;
     ``seen`` marks the tokens each row has in its prompt and output (for a repetition penalty).
-    ``finish(generated_ids) -> Completion | None`` says whether a row has ended.
+    ``finish(request, generated_ids) -> Completion | None`` says whether a row has ended.
     """
 
     #: Below this many shared tokens, a remembered prompt is not worth reusing across conversations.
@@ -152,7 +156,12 @@ class ContinuousBatcher:
 
     def _prefill(self, request: Request) -> tuple[_Row, Layers, torch.Tensor]:
         """Encode what no cache holds of the prompt; the row's keys/values and last logits."""
-        ids = self.tokenizer(request.prompt, add_special_tokens=False)["input_ids"]
+        prompt = request.prompt
+        ids = (
+            list(prompt)
+            if isinstance(prompt, list)
+            else self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        )
         kept = self._kept.pop(request.key, None)
         source_ids, source = kept or self._prefix
         reuse = min(common_prefix(source_ids, ids), len(ids) - 1)
@@ -183,7 +192,7 @@ class ContinuousBatcher:
         self,
         next_request: Callable[[], Request | None],
         on_done: Callable[[Request, object], bool],
-        finish: Callable[[list[int]], object | None],
+        finish: Callable[[Request, list[int]], object | None],
         batch_size: int,
     ) -> None:
         """Until ``next_request`` has nothing more and every row has ended.
@@ -231,7 +240,7 @@ class ContinuousBatcher:
             for index, (row, token) in enumerate(zip(rows, tokens, strict=True)):
                 row.generated.append(token)
                 seen[index, token] = True
-                completion = finish(row.generated)
+                completion = finish(row.request, row.generated)
                 if completion is not None:
                     ended.append(index)
                     columns = mask[index].bool()

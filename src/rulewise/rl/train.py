@@ -9,6 +9,7 @@ times. Metrics go to ``log_history.jsonl`` (and TensorBoard when installed), cur
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -75,6 +76,12 @@ class RLSettings(BaseModel):
         description="encode the tokens every row of a batch starts with (system prompt, tool schema, "
         "prompt) once per batch; exact, falls back to the plain forward when rows share little",
     )
+    rollout_engine: Literal["auto", "rulewise", "trl"] = Field(
+        default="auto",
+        description="who generates rollouts: 'rulewise' = our continuous batcher (keys/values of the shared "
+        "prompt and of each conversation's earlier turns reused; transformers models), 'trl' = TRL's tool "
+        "loop (re-encodes the history after each tool call), 'auto' = trl with vLLM, else rulewise",
+    )
     use_vllm: bool = False  # GPU: generate rollouts with vLLM (pip install 'rulewise[vllm]')
     vllm_mode: Literal["colocate", "server"] = "colocate"
     vllm_gpu_memory_utilization: float = Field(default=0.3, gt=0, le=1)
@@ -84,6 +91,20 @@ class RLSettings(BaseModel):
         if not any(getattr(self.rewards, name) for name in RewardWeights.model_fields):
             raise ValueError("at least one reward weight must be non-zero")
         return self
+
+    @model_validator(mode="after")
+    def _check_engine(self) -> RLSettings:
+        if self.use_vllm and self.rollout_engine == "rulewise":
+            raise ValueError(
+                "rollout_engine 'rulewise' generates with transformers; with use_vllm use 'trl' or 'auto'"
+            )
+        return self
+
+    def engine(self) -> Literal["rulewise", "trl"]:
+        """Who generates the rollouts, 'auto' resolved."""
+        if self.rollout_engine == "auto":
+            return "trl" if self.use_vllm else "rulewise"
+        return self.rollout_engine
 
     def ifpo_settings(self) -> IFPOSettings:
         """The weighting to train with: ``grpo`` is IFPO with strength 0."""
@@ -130,6 +151,7 @@ def run_rl(
     from rulewise.evaluation.judges import build_judge
     from rulewise.generation.prompts import ASCL_SYSTEM_PROMPT
     from rulewise.models import load_model
+    from rulewise.rl.engine_rollouts import EngineRollouts
     from rulewise.rl.rewards import build_reward_functions
     from rulewise.rl.trainer import IFPOTrainer
     from rulewise.rules import build_retriever, load_rulebook
@@ -182,13 +204,23 @@ def run_rl(
         vllm_gpu_memory_utilization=settings.vllm_gpu_memory_utilization,
     )
     prepare_for_training(loaded.model, settings.train_top_layers)
+    rollouts = EngineRollouts([tool], settings.max_tool_calls) if settings.engine() == "rulewise" else None
+    warnings.filterwarnings("ignore", message="You are using 'rollout_func'")  # TRL: "experimental"
+    print(
+        "rollouts: rulewise engine (continuous batching, keys/values reused across rollouts and tool turns)"
+        if rollouts
+        else "rollouts: TRL's tool loop",
+        flush=True,
+    )
     trainer = IFPOTrainer(
         model=loaded.model,
         args=args,
         train_dataset=dataset,
         processing_class=loaded.tokenizer,
         reward_funcs=reward_funcs,
-        tools=[tool],
+        # the engine runs the tool itself (TRL would run its own loop on top when given tools)
+        tools=None if rollouts else [tool],
+        rollout_func=rollouts,
         ifpo=settings.ifpo_settings(),
         callbacks=callbacks,
     )
@@ -198,6 +230,8 @@ def run_rl(
     if resume is not None:
         trainer.load_ifpo_state(str(resume))
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    if rollouts:
+        print(f"rollouts: {rollouts.stats.summary()}", flush=True)
     finish_training(
         trainer,
         loaded,

@@ -1,11 +1,13 @@
 """TRL's GRPOTrainer with rollouts read turn by turn, and IFPO's advantage rebalancing.
 
-TRL generates (tool calls executed through ``tools=``, tool results masked from the loss),
-scores and computes GRPO advantages; this subclass only adds what TRL does not do:
+Rollouts come from our engine (:mod:`rulewise.rl.engine_rollouts`, through ``rollout_func``)
+or from TRL's tool loop (``tools=``; the path with vLLM); either way tool results are masked
+from the loss, and TRL scores and computes GRPO advantages. This subclass only adds what TRL
+does not do:
 
-1. after generation, each rollout's model-written turns are decoded into a :class:`Rollout`
-   that the reward functions receive as the ``rollout`` column (truncated and malformed calls
-   included, which TRL's parsed messages drop);
+1. after generation, each rollout's model-written turns are a :class:`Rollout` that the reward
+   functions receive as the ``rollout`` column (truncated and malformed calls included, which
+   TRL's parsed messages drop): built by the engine, or decoded from TRL's tool mask;
 2. after scoring, the advantages of the whole batch are gathered from every process, rebalanced
    by :func:`ifpo_advantages` (every process computes the same weights from the same gathered
    data, so ``scope: batch`` really is the global batch) and sliced back;
@@ -42,7 +44,10 @@ class IFPOTrainer(GRPOTrainer):
 
     def _generate(self, prompts: list) -> tuple:
         result = super()._generate(prompts)
-        _, completion_ids, tool_mask, *_ = result
+        _, completion_ids, tool_mask, _, _, extra_fields, *_ = result
+        if "rollout" in extra_fields:  # our engine's rollouts (rollout_func) come with their turns
+            self._local_rollouts = list(extra_fields["rollout"])
+            return result
         masks = tool_mask if tool_mask is not None else [None] * len(completion_ids)
         eos = self._tokenizer.eos_token
         self._local_rollouts = [
