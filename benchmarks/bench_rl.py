@@ -7,7 +7,8 @@ All three train the default model in one process on the same prompts, seed, grou
 completion budget (``--new-tokens`` plus ``--tool-budget`` for one tool result) and precision
 (bf16 autocast where the CPU has native bf16, else fp32); every rollout is offered
 ``consult_safety_rules`` once. Seconds per step are TRL's ``step_time``, averaged over the steps
-after the first (which warms up). Each line ends with the FLOP/s of the first step (FLOPs counted in
+after the first (which warms up); sampled rollouts differ in length between implementations, so
+each line also gives seconds per 1,000 tokens (prompt + model-written). Each line ends with the FLOP/s of the first step (FLOPs counted in
 a repeat of that step, divided by its time in the timed run) as a share of this machine's matmul
 peak at that precision. Target: rulewise / before <= 0.5.
 """
@@ -25,13 +26,19 @@ sys.path.insert(0, str(Path(__file__).parent))
 from measure import matmul_peak, measured, share_of_peak
 
 
-def step_times(history: list[dict]) -> list[float]:
-    return [e["step_time"] for e in history if "step_time" in e]
+def step_times(history: list[dict]) -> list[tuple[float, float]]:
+    """(seconds, tokens) per step: tokens = prompt + model-written tokens, counted alike by TRL
+    for every implementation (sampled rollouts differ in length between implementations)."""
+    steps = [e for e in history if "step_time" in e]
+    seen = [0.0] + [float(e["num_tokens"]) for e in steps]
+    return [(e["step_time"], after - before) for e, before, after in zip(steps, seen, seen[1:], strict=True)]
 
 
-def mean_after_first(times: list[float]) -> float:
+def after_first(times: list[tuple[float, float]]) -> tuple[float, float]:
+    """Mean seconds per step, and seconds per 1,000 tokens, over the steps after the first."""
     later = times[1:] or times
-    return sum(later) / len(later)
+    seconds = sum(t for t, _ in later)
+    return seconds / len(later), 1000 * seconds / sum(n for _, n in later)
 
 
 def make_prompts(path: Path, count: int) -> Path:
@@ -157,12 +164,13 @@ def main() -> None:
         f"completion tokens, {threads} threads, {describe_precision('auto', torch.device('cpu'))}; "
         f"matmul peak {peak / 1e9:.1f} GFLOP/s"
     )
-    before = mean_after_first(results["rulewise IFPO, before"][0])
+    before, before_per_k = after_first(results["rulewise IFPO, before"][0])
     for label, (times, flops, _) in results.items():
-        seconds = mean_after_first(times)
+        seconds, per_k = after_first(times)
         print(
-            f"{label:<22}: {seconds:6.1f} s/step ({seconds / before:4.2f}x before) | "
-            f"first step {share_of_peak(flops, times[0], peak)}"
+            f"{label:<22}: {seconds:6.1f} s/step ({seconds / before:4.2f}x before), "
+            f"{per_k:5.2f} s per 1k tokens ({per_k / before_per_k:4.2f}x before) | "
+            f"first step {share_of_peak(flops, times[0][0], peak)}"
         )
     print("target: rulewise / before <= 0.5")
 

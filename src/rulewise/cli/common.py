@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from enum import Enum
 
 from rich.console import Console
@@ -40,3 +41,6 @@ def quiet_libraries() -> None:
 
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
+    # TRL still passes transformers' old names for these; nothing a user of ours can change.
+    for old in ("gradient_checkpointing", "is_gradient_checkpointing"):
+        warnings.filterwarnings("ignore", message=f"`{old}` is deprecated", category=FutureWarning)
