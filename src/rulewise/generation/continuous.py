@@ -60,6 +60,12 @@ class ReuseStats:
     reused_tokens: int = 0
     decode_steps: int = 0
 
+    def add(self, other: ReuseStats) -> None:
+        """Count ``other``'s tokens and steps here too (a run's total over per-step batchers)."""
+        self.prompt_tokens += other.prompt_tokens
+        self.reused_tokens += other.reused_tokens
+        self.decode_steps += other.decode_steps
+
     def summary(self) -> str:
         share = self.reused_tokens / self.prompt_tokens if self.prompt_tokens else 0.0
         return f"{share:.0%} of {self.prompt_tokens} prompt tokens reused from cached keys/values"

@@ -179,9 +179,7 @@ class EngineRollouts:
 
     def _log(self, trainer: Any, conversations: list[_Conversation], stats: ReuseStats) -> None:
         """TRL's tool metrics (its loop is bypassed) and how much of the prompts came from cache."""
-        self.stats.prompt_tokens += stats.prompt_tokens
-        self.stats.reused_tokens += stats.reused_tokens
-        self.stats.decode_steps += stats.decode_steps
+        self.stats.add(stats)
         device = trainer.accelerator.device
         counts = torch.tensor(
             [
