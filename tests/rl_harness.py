@@ -6,12 +6,13 @@ rows refuse bare (0.5 + format); the three benign prompts never consult. So a st
 × group 4 has 2 consulting rollouts out of 16, all in one group, and with two processes all of
 them land on one process: only a truly gathered batch gives the global frequencies.
 
-    python -m torch.distributed.run --nproc_per_node 2 tests/rl_harness.py OUT_DIR
+    python -m torch.distributed.run --standalone --nproc_per_node 2 tests/rl_harness.py OUT_DIR
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -112,7 +113,8 @@ def main(out: str) -> None:
     torch.set_num_threads(1)
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    prompts = write_prompts(out_dir / "prompts.jsonl")
+    # one file per process: two processes rewriting one file let a reader see it half-written
+    prompts = write_prompts(out_dir / f"prompts-{os.environ.get('LOCAL_RANK', '0')}.jsonl")
     run_rl(settings(out_dir / "run", prompts, max_steps=1), loaded=scripted_model())
 
 

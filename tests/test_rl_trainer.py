@@ -161,15 +161,19 @@ def test_rl_resumes_after_an_interrupt(tmp_path, prompts):
 def test_two_processes_gather_the_batch_and_agree_with_one(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     harness = Path(__file__).with_name("rl_harness.py")
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(harness)]
-    subprocess.run([*command, str(tmp_path / "two")], check=True, env=env, capture_output=True, timeout=600)
-    subprocess.run(
-        [sys.executable, str(harness), str(tmp_path / "one")],
-        check=True,
-        env=env,
-        capture_output=True,
-        timeout=600,
-    )
+    # --standalone: a free rendezvous port, not a fixed one another job may hold
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(harness),
+    ]
+    for args in ([*command, str(tmp_path / "two")], [sys.executable, str(harness), str(tmp_path / "one")]):
+        done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600, check=False)
+        assert done.returncode == 0, done.stderr[-4000:]
     keys = [
         "ifpo/share_consulted",
         "ifpo/weight/consulted",
