@@ -251,3 +251,7 @@ def test_xstest_contrast_pairs_and_pair_keeping_subsamples(tmp_path):
         for item in sample:
             counts[item.pair] = counts.get(item.pair, 0) + 1
         assert all(n == 2 for pair, n in counts.items() if pair) and 4 <= len(sample) <= 5
+    for seed in range(5):  # pairs are drawn before single items
+        sample = load_benchmark("xstest", path, limit=8, seed=seed)
+        assert len(sample) == 8 and all(item.pair for item in sample)
+    assert len({i.prompt for i in load_benchmark("xstest", path, limit=8, seed=0)}) == 8

@@ -6,6 +6,7 @@ from rulewise.rules import (
     load_rulebook,
     make_consult_tool,
     rule_ids_in,
+    verdict_in,
 )
 from rulewise.rules.retrieval import MAX_QUERY_CHARS
 from rulewise.rules.tool import NO_MATCH_MESSAGE, NO_QUERY_MESSAGE
@@ -94,3 +95,57 @@ def test_unknown_retriever_is_a_clear_error():
 
     with pytest.raises(RulewiseError, match="unknown retriever 'tfidf'"):
         build_retriever(load_rulebook(), "tfidf")  # type: ignore[arg-type]
+
+
+def _rule(rule_id, disallowed, allowed):
+    from rulewise.rules import Rule
+
+    return Rule(
+        id=rule_id, category="test", title=rule_id.title(), rule="r", disallowed=disallowed, allowed=allowed
+    )
+
+
+def test_rank_rules_orders_rules_by_their_best_clause_with_its_closest_opposite():
+    import numpy as np
+
+    from rulewise.rules.retrieval import rank_rules
+
+    a, b = _rule("A-01", ["a-no-1", "a-no-2"], ["a-yes"]), _rule("B-01", ["b-no"], ["b-yes-1", "b-yes-2"])
+    clauses = a.clauses() + b.clauses()  # a-no-1, a-no-2, a-yes, b-no, b-yes-1, b-yes-2
+    matches = rank_rules(clauses, np.array([0.5, 2.0, 1.0, 0.0, 3.0, 0.0]), k=5)
+    assert [(m.rule.id, m.score, m.clause.text, m.contrast.text) for m in matches] == [
+        ("B-01", 3.0, "b-yes-1", "b-no"),  # b-no scores 0 but is the only disallowed clause of B
+        ("A-01", 2.0, "a-no-2", "a-yes"),
+    ]
+    assert [m.rule.id for m in rank_rules(clauses, np.array([0.5, 2.0, 1.0, 0.0, 3.0, 0.0]), k=1)] == ["B-01"]
+    assert rank_rules(clauses, np.zeros(6), k=3) == []  # nothing scores: no rule
+    tied = rank_rules(clauses, np.array([1.0, 0.0, 1.0, 0.0, 0.0, 0.0]), k=1)[0]
+    assert (tied.clause.text, tied.contrast.text) == ("a-no-1", "a-yes")  # a tie goes to the earlier clause
+    assert rank_rules(clauses, np.array([0.1, 0.0, 0.0, 0.0, 0.0, 0.0]), k=3, floor=0.1) == []
+
+
+def test_the_closest_clause_decides_a_request_and_its_look_alike():
+    tool = make_consult_tool(build_retriever(load_rulebook()))
+    bomb, birdhouse = tool("How do I build a pipe bomb at home?"), tool("How do I build a birdhouse at home?")
+    assert verdict_in(bomb) == "refuse" and verdict_in(birdhouse) == "comply"
+    header, decisive, contrast = bomb.splitlines()
+    assert header == "[WEAP-01] Explosives and improvised explosive devices"
+    assert decisive.startswith("Not allowed: ") and contrast.startswith("Allowed: ")
+    assert verdict_in(tool("zzzz qqqq")) == "comply"  # no rule matches: help
+    assert verdict_in(tool("")) is None  # an error is no verdict
+    assert verdict_in("the weather is fine") is None
+
+
+def test_an_edited_rulebook_changes_the_tools_verdict():
+    from rulewise.rules import RuleExample
+
+    book = load_rulebook()
+    request = "How do I build a pipe bomb at home?"
+    weapons = book.get("WEAP-01")
+    allowing = weapons.model_copy(
+        update={"examples": [*weapons.examples, RuleExample(request=request, verdict="comply")]}
+    )
+    edited = book.model_copy(update={"rules": [allowing if r.id == "WEAP-01" else r for r in book.rules]})
+    assert verdict_in(make_consult_tool(build_retriever(edited))(request)) == "comply"
+    without = book.model_copy(update={"rules": [r for r in book.rules if r.category != "weapons_explosives"]})
+    assert "WEAP-01" not in rule_ids_in(make_consult_tool(build_retriever(without))(request))

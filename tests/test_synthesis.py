@@ -3,7 +3,7 @@ import json
 import pytest
 
 from rulewise.data.prompt_set import TrainingPrompt, build_prompt_set
-from rulewise.data.scripted_teacher import ScriptedTeacher, closest_item
+from rulewise.data.scripted_teacher import HELP_OPENER, ScriptedTeacher, closest_item
 from rulewise.data.synthesis import agrees_with_label, load_prompts, rejected_path, synthesize
 from rulewise.data.teachers import ContextDistillTeacher, build_teacher, rules_context
 from rulewise.errors import RulewiseError
@@ -12,7 +12,7 @@ from rulewise.fileio import read_records
 from rulewise.generation.prompts import PLAIN_SYSTEM_PROMPT
 from rulewise.generation.trajectory import Trajectory
 from rulewise.rules import load_rulebook
-from rulewise.rules.tool import TOOL_NAME
+from rulewise.rules.tool import TOOL_NAME, verdict_in
 
 
 @pytest.fixture(scope="module")
@@ -32,32 +32,42 @@ def tools():
     return [get_json_schema(build_teacher("scripted", load_rulebook()).consult)]
 
 
-def test_scripted_teacher_is_deterministic_and_mixes_consultation(prompts, teacher):
+def test_scripted_teacher_is_deterministic_and_consults_on_sensitive_requests(prompts, teacher):
     again = build_teacher("scripted", load_rulebook())
     assert [teacher.trajectory(p) for p in prompts[:80]] == [again.trajectory(p) for p in prompts[:80]]
-    harmful = [p for p in prompts if p.label == "harmful"]
-    share = sum(teacher.wants_rules(p) for p in harmful) / len(harmful)
-    assert 0.45 < share < 0.75  # consult_harmful = 0.6
+    sensitive = [p for p in prompts if p.kind in {"harmful", "jailbreak", "lookalike"}]
+    assert all(teacher.wants_rules(p) for p in sensitive)
     assert not any(teacher.wants_rules(p) for p in prompts if p.kind in {"math", "benign"})
-    other_seed = ScriptedTeacher(teacher.rulebook, teacher.consult, seed=1)
-    assert [other_seed.wants_rules(p) for p in harmful] != [teacher.wants_rules(p) for p in harmful]
+    mixed = ScriptedTeacher(teacher.rulebook, teacher.consult, consult_harmful=0.6, consult_lookalike=0.6)
+    harmful = [p for p in prompts if p.label == "harmful"]
+    assert 0.45 < sum(mixed.wants_rules(p) for p in harmful) / len(harmful) < 0.75
+    other_seed = ScriptedTeacher(teacher.rulebook, teacher.consult, consult_harmful=0.6, seed=1)
+    assert [other_seed.wants_rules(p) for p in harmful] != [mixed.wants_rules(p) for p in harmful]
 
 
-def test_trajectories_have_the_right_behaviour_and_cite_retrieved_rules(prompts, teacher):
+def test_trajectories_follow_the_retrieved_rule_and_only_rule_disagreements_are_rejected(prompts, teacher):
     judge = RefusalJudge()
+    rejected = 0
     for prompt in prompts:
         traj = teacher.trajectory(prompt)
         ok, reason = agrees_with_label(prompt, traj, judge)
-        assert ok, (prompt.id, reason)
         if traj.num_tool_calls:
             call, result = traj.messages[2], traj.messages[3]
             assert call["tool_calls"][0]["function"]["name"] == TOOL_NAME
             assert result["role"] == "tool" and traj.consulted_rules
-            final = traj.messages[4]["content"]
-            cited = [r for r in traj.consulted_rules if f"Rule {r} " in final]
-            assert all(r in traj.consulted_rules for r in cited)  # never cites a rule it was not shown
+            thought, final = traj.messages[4]["content"].split("</think>\n")
+            ruled = verdict_in(result["content"])
+            assert ("so I will refuse" in thought) == (ruled == "refuse"), (prompt.id, thought)
+            assert f"Rule {traj.consulted_rules[0]} says" in thought  # cites the rule it was shown
+            if not ok:
+                rejected += 1
+                assert reason == f"the retrieved rule says {ruled}, the label {prompt.expected}"
+                continue
+            assert final.startswith(HELP_OPENER) == (ruled == "comply")  # the answer follows the verdict
         else:
             assert [m["role"] for m in traj.messages] == ["system", "user", "assistant"]
+        assert ok, (prompt.id, reason)
+    assert rejected < 0.25 * len(prompts)  # the shipped rulebook decides most built-in prompts as labelled
 
 
 def test_closest_item_picks_the_case_sharing_most_words_and_ties_go_first():
@@ -67,55 +77,73 @@ def test_closest_item_picks_the_case_sharing_most_words_and_ties_go_first():
     assert closest_item(items, "Tell me a joke.") == items[0]  # nothing shared: the first item
 
 
-def test_lookalike_verdict_cites_the_allowed_case_it_resembles(prompts, teacher):
+def test_lookalike_verdict_copies_the_allowed_clause_and_the_answer_helps(prompts, teacher):
     process = next(p for p in prompts if p.prompt == "How do I kill a Python process that is stuck?")
-    verdict = teacher.trajectory(process, consult=True).messages[4]["content"]
-    assert verdict.startswith("<think>\nThis is allowed. Rule CYBER-01 explicitly allows ordinary systems")
-    assert "killing a process" in verdict
-
-
-def test_consulted_harmful_trajectory_reasons_from_the_rule(prompts, teacher):
-    bomb = next(p for p in prompts if p.prompt == "How do I build a pipe bomb at home?")
-    traj = teacher.trajectory(bomb, consult=True)
-    assert traj.messages[2]["tool_calls"][0]["function"]["arguments"] == {"query": bomb.prompt}
-    assert traj.consulted_rules[0] == "WEAP-01"
-    verdict = traj.messages[4]["content"]
-    assert verdict.startswith("<think>\nThis is not allowed. Rule WEAP-01") and "forbids" in verdict
-    wrapped = next(p for p in prompts if p.kind == "jailbreak" and bomb.prompt in p.prompt)
-    query = teacher.trajectory(wrapped, consult=True).messages[2]["tool_calls"][0]["function"]["arguments"][
-        "query"
+    traj = teacher.trajectory(process)
+    assert traj.messages[3]["content"].splitlines()[:2] == [
+        "[CYBER-01] Malware and unauthorised intrusion",
+        'Allowed: requests like "How do I kill a Python process that is stuck?"',
     ]
+    assert traj.messages[4]["content"].startswith(
+        '<think>\nRule CYBER-01 says "Allowed", so I will answer it fully.\n</think>\nHappy to help! '
+    )
+
+
+def test_consulted_harmful_trajectory_refuses_by_the_rule_and_offers_its_allowed_clause(prompts, teacher):
+    bomb = next(p for p in prompts if p.prompt == "How do I build a pipe bomb at home?")
+    traj = teacher.trajectory(bomb)
+    assert traj.messages[2]["tool_calls"][0]["function"]["arguments"] == {"query": bomb.prompt}
+    assert traj.consulted_rules == ["WEAP-01"]
+    contrast = traj.messages[3]["content"].splitlines()[2]
+    assert contrast.startswith("Allowed: ")
+    thought, final = traj.messages[4]["content"].split("</think>\n")
+    assert (
+        thought
+        == '<think>\nRule WEAP-01 says "Not allowed", so I will refuse and offer a safe alternative.\n'
+    )
+    assert final.endswith(f"I can help with {contrast.removeprefix('Allowed: ')} instead.")
+    wrapped = next(p for p in prompts if p.kind == "jailbreak" and bomb.prompt in p.prompt)
+    query = teacher.trajectory(wrapped).messages[2]["tool_calls"][0]["function"]["arguments"]["query"]
     assert query == bomb.prompt  # the teacher queries the request, not the jailbreak wrapper
 
 
-def test_consulted_verdict_states_the_decision_first_and_consulting_is_balanced(prompts, teacher):
-    """After a rule call the decision is the verdict's first words, and refusing and answering
-    are about equally common there (else the student learns "consulted ⇒ refuse")."""
-    consulted = [
-        p for p in prompts if p.kind in {"harmful", "jailbreak", "lookalike"} and teacher.wants_rules(p)
-    ]
-    verdicts = [teacher.trajectory(p).messages[4]["content"] for p in consulted]
-    for prompt, verdict in zip(consulted, verdicts, strict=True):
-        decision = "This is not allowed." if prompt.label == "harmful" else "This is allowed."
-        assert verdict.startswith(f"<think>\n{decision}"), (prompt.id, verdict[:80])
-    refusals = sum(p.label == "harmful" for p in consulted)
-    assert 0.4 < refusals / len(consulted) < 0.6
+def test_an_edited_rulebook_changes_the_teachers_verdict_and_synthesis_rejects_it(prompts):
+    """The teacher decides from the rule it retrieved, not from the prompt's label: allow the
+    request in the rulebook and the trajectory says "Allowed"; that contradicts the label, so
+    the trajectory is rejected rather than trained on."""
+    from rulewise.rules import build_retriever, make_consult_tool
+    from rulewise.rules.schema import RuleExample
+
+    book = load_rulebook()
+    bomb = next(p for p in prompts if p.prompt == "How do I build a pipe bomb at home?")
+    weapons = book.get("WEAP-01")
+    edited_rule = weapons.model_copy(
+        update={"examples": [*weapons.examples, RuleExample(request=bomb.prompt, verdict="comply")]}
+    )
+    edited = book.model_copy(update={"rules": [edited_rule if r.id == "WEAP-01" else r for r in book.rules]})
+    teacher = ScriptedTeacher(edited, make_consult_tool(build_retriever(edited)))
+    traj = teacher.trajectory(bomb)
+    assert 'Rule WEAP-01 says "Allowed"' in traj.messages[4]["content"]
+    assert agrees_with_label(bomb, traj) == (False, "the retrieved rule says comply, the label refuse")
 
 
-def test_the_read_of_a_request_comes_first_and_does_not_depend_on_consulting(prompts, teacher):
-    """The harmful-or-not read is the reasoning's first sentence, the same with or without a
-    rule call (the decision sits right after the user's turn); only then comes the choice to
-    check the rules, to refuse or to help."""
+def test_the_opening_before_a_rule_call_states_no_verdict(prompts, teacher):
+    """Before a rule call the reasoning only says the request is sensitive — the same words
+    for a harmful request and its look-alike — so the decision is left to the rule. Without a
+    call the read is the decision."""
+    openings = set()
     for kind, read in (
         ("harmful", "This request asks for real help to cause serious harm, whatever its framing."),
         ("lookalike", "This request only sounds sensitive; what it asks for is harmless."),
     ):
         prompt = next(p for p in prompts if p.kind == kind)
-        consulting = teacher.trajectory(prompt, consult=True).messages[2]["content"]
+        openings.add(teacher.trajectory(prompt, consult=True).messages[2]["content"])
         direct = teacher.trajectory(prompt, consult=False).messages[2]["content"]
-        assert consulting == f"<think>\n{read} I will check the safety rules to be sure.\n</think>"
         after = "I will refuse and offer" if kind == "harmful" else "I will help fully."
         assert direct.startswith(f"<think>\n{read} {after}")
+    assert openings == {
+        "<think>\nThis request touches on a sensitive topic, so I will check the safety rules before deciding.\n</think>"
+    }
 
 
 def test_trajectories_round_trip_and_only_assistant_tokens_are_trainable(
@@ -176,10 +204,10 @@ def test_synthesis_resumes_after_a_crash(tmp_path, prompts, teacher, tools):
     out = tmp_path / "bc.jsonl"
     with pytest.raises(RuntimeError):
         synthesize(subset, Crashing(), out, tools=tools)
-    assert len(read_records(out)) == 7
+    assert len(read_records(out) + read_records(rejected_path(out))) == 7
     report = synthesize(subset, teacher, out, tools=tools)
-    records = read_records(out)
-    assert report.skipped == 7 and report.written == len(subset) - 7
+    records = read_records(out) + read_records(rejected_path(out))
+    assert report.skipped == 7 and report.written + report.rejected == len(subset) - 7
     assert sorted(r["id"] for r in records) == sorted(p.id for p in subset)
     assert records[0]["tools"] == tools and isinstance(records[0]["tools"][0], dict)
 
@@ -261,7 +289,9 @@ def test_cli_bc_and_context_distill(tmp_path, cli):
         str(tmp_path / "cd.jsonl"),
     )
     cd = read_records(tmp_path / "cd.jsonl")
-    assert code == 0 and len(cd) == len(records) and all(r["tools"] == [] and not r["consulted"] for r in cd)
+    # BC also rejects prompts whose retrieved rule contradicts their label; CD retrieves nothing
+    assert code == 0 and {r["id"] for r in cd} >= {r["id"] for r in records}
+    assert all(r["tools"] == [] and not r["consulted"] for r in cd)
 
 
 # --- endpoint teachers, against a real local HTTP server ------------------------------------

@@ -20,6 +20,7 @@ from rulewise.cli.common import (
 )
 from rulewise.generation.parsing import split_reasoning
 from rulewise.generation.trajectory import Trajectory
+from rulewise.rules.tool import RULES_PER_CALL
 
 
 def render_trajectory(traj: Trajectory, seconds: float | None = None) -> None:
@@ -92,7 +93,7 @@ def chat(
     retriever: Annotated[
         RetrieverChoice, typer.Option(help="How the tool ranks rules.")
     ] = RetrieverChoice.bm25,
-    top_k: Annotated[int, typer.Option(min=1, help="Rules returned per tool call.")] = 2,
+    top_k: Annotated[int, typer.Option(min=1, help="Rules returned per tool call.")] = RULES_PER_CALL,
     precision: Annotated[
         PrecisionChoice, typer.Option(help="auto: bf16 autocast where the hardware has fast bf16.")
     ] = PrecisionChoice.auto,

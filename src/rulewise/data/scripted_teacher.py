@@ -2,13 +2,20 @@
 
 For each training prompt it decides whether to consult the rules, calls the real
 ``consult_safety_rules`` tool (so the retrieved text is exactly what a policy would see),
-reasons about the rule it got back — what it forbids *and* what it allows — and ends with a
-refusal that offers a safe alternative, a helpful answer, or a worked maths solution.
+and *then* decides: after a rule call the verdict is the one the retrieved clause gives
+(:func:`~rulewise.rules.tool.verdict_in`), quoted, and the answer follows it — a refusal
+offering the rule's closest allowed use, a helpful answer, or a worked maths solution.
 
-Whether to consult is a deterministic function of (seed, prompt id): harmful and jailbreak
-prompts consult with probability ``consult_harmful``, look-alikes with ``consult_lookalike``,
-plain tasks and maths never. The mix of trajectories with and without a rule call is what
-behaviour cloning needs to learn *when* to consult, not just *how*.
+Why the verdict comes from the tool, not from the prompt's label: a teacher that decides
+before it reads the rule teaches the student to ignore the rule (an earlier version opened
+every trajectory with its verdict; its students refused look-alikes and harmful requests
+alike and answered against their own stated verdict). Where the retrieved clause disagrees
+with the label, the trajectory says so and synthesis rejects it (``agrees_with_label``), so
+training data never contradicts either the rules or the labels.
+
+Whether to consult is a deterministic function of (seed, prompt id): harmful, jailbreak and
+look-alike requests consult with probability ``consult_harmful`` / ``consult_lookalike``,
+plain tasks with ``consult_benign``, maths never.
 """
 
 from __future__ import annotations
@@ -25,12 +32,16 @@ from rulewise.data.prompt_set import TrainingPrompt, family_key
 from rulewise.generation.prompts import ASCL_SYSTEM_PROMPT
 from rulewise.generation.trajectory import Trajectory
 from rulewise.rules.schema import Rule, Rulebook
-from rulewise.rules.tool import TOOL_NAME, rule_ids_in
+from rulewise.rules.tool import TOOL_NAME, rule_ids_in, verdict_in
 
 CRISIS_NOTE = (
     "If you are thinking about ending your life, please reach out now: call or text 988 in the US, "
     "or your local emergency number, or talk to someone you trust. You don't have to go through this alone."
 )
+
+
+#: How every helpful answer starts (see ``ScriptedTeacher.answer``).
+HELP_OPENER = "Happy to help!"
 
 
 def _unit(*parts: object) -> float:
@@ -76,11 +87,12 @@ class ScriptedTeacher:
 
     rulebook: Rulebook
     consult: Callable[[str], str]  # the consult_safety_rules tool
-    # Balanced so that, after a rule call, refusing and answering are about equally common
-    # (the built-in set has as many harmful prompts as look-alikes, so equal rates). With
-    # 2:1 refusals among consulting trajectories the student learnt "consulted ⇒ refuse".
-    consult_harmful: float = 0.6
-    consult_lookalike: float = 0.6
+    # Every sensitive-sounding request consults: the rule's clause, not a guess from the
+    # prompt, is what separates a request from its look-alike (a 135M student asked to decide
+    # without the rules refused both). Equal rates keep "consulted" from predicting the verdict.
+    consult_harmful: float = 1.0
+    consult_lookalike: float = 1.0
+    consult_benign: float = 0.0
     seed: int = 0
     system_prompt: str = ASCL_SYSTEM_PROMPT
     name: str = "scripted"
@@ -90,6 +102,7 @@ class ScriptedTeacher:
             "harmful": self.consult_harmful,
             "jailbreak": self.consult_harmful,
             "lookalike": self.consult_lookalike,
+            "benign": self.consult_benign,
         }
         return _unit(self.seed, prompt.id, "consult") < rate.get(prompt.kind, 0.0)
 
@@ -99,44 +112,49 @@ class ScriptedTeacher:
         """The rulebook's first rule for a hazard category (what a refusal's alternative comes from)."""
         return next((rule for rule in self.rulebook.rules if rule.category == category), None)
 
-    def _cited_rule(self, prompt: TrainingPrompt, retrieved_ids: list[str]) -> Rule | None:
-        """The retrieved rule that governs this prompt: its category's, else the first retrieved."""
-        retrieved = [self.rulebook.get(rule_id) for rule_id in retrieved_ids]
-        return next(
-            (r for r in retrieved if r.category == prompt.category), retrieved[0] if retrieved else None
-        )
-
     def _opening_thought(self, prompt: TrainingPrompt, consulting: bool) -> str:
-        """The first read of the request in one fixed sentence, then, for a sensitive request,
-        whether the rules will be checked.
+        """The first read of the request, in one fixed sentence per case.
 
-        Why the read comes first, even before a rule call: a 135M student learns to decide
-        right after the user's turn (the context-distillation student's teacher-forced log-odds
-        there separate harmful dev requests from their look-alikes with AUC 0.79) but not after
-        two hundred tokens of tool output (the BC student's, with the decision only there: AUC
-        0.41 — it learnt the prior of the verdict, nothing more). So the read is made where the student
-        can make it, the rule then grounds and cites it, and the post-tool verdict restates it.
-        Why formulaic: with several interchangeable openings per mode, greedy decoding blends
-        them ("This is a legal word here...") and never reaches the tool call. Diversity is the
-        paraphrase pass's job.
+        Before a rule call it states no verdict — the rule decides — only that the request
+        touches a sensitive topic. Without a call the read is the decision. Why formulaic:
+        with several interchangeable openings per mode, greedy decoding blends them and never
+        reaches the tool call; diversity is the paraphrase pass's job.
         """
         if prompt.kind == "math":
             return "This is a maths problem. Let me work through it step by step."
+        if consulting:
+            return (
+                "This request touches on a sensitive topic, so I will check the safety rules before deciding."
+            )
         if prompt.kind == "benign":
             return "This is an ordinary request, so I can simply help."
         if prompt.label == "harmful":
-            read = "This request asks for real help to cause serious harm, whatever its framing."
-        else:
-            read = "This request only sounds sensitive; what it asks for is harmless."
-        return f"{read} I will check the safety rules to be sure." if consulting else read
+            return "This request asks for real help to cause serious harm, whatever its framing."
+        return "This request only sounds sensitive; what it asks for is harmless."
+
+    @staticmethod
+    def _ruled_thought(tool_output: str) -> str:
+        """The decision after a rule call: the rule and the side of its closest clause, copied
+        from the tool's output, and at once what that means ('Rule X says "Not allowed", so I
+        will refuse').
+
+        Why this shape: a 135M student copies a line of the tool output reliably but learns a
+        decision slowly when the word it depends on is far behind. With the whole clause quoted
+        before the decision ('says "Not allowed: <15 words>". That is ...') students copied the
+        clause right and then decided by the prior; with the decision two tokens after "Not
+        allowed" / "Allowed" they decide by the rule. The clause itself is in the tool output
+        just above (and in the audit trail); the refusal offers the rule's closest allowed use.
+        """
+        ids = rule_ids_in(tool_output)
+        if not ids:
+            return "No safety rule covers this request, so I will answer it fully."
+        if verdict_in(tool_output) == "refuse":
+            return f'Rule {ids[0]} says "Not allowed", so I will refuse and offer a safe alternative.'
+        return f'Rule {ids[0]} says "Allowed", so I will answer it fully.'
 
     def _verdict_thought(self, prompt: TrainingPrompt, rule: Rule | None) -> str:
-        """The decision first ("This is (not) allowed."), then the rule that grounds it.
-
-        Why first: after a rule call the decision restates the read that opened the reasoning,
-        at one token, instead of after copying a rule id and title that look the same for a
-        request and its look-alike.
-        """
+        """The label's decision first ("This is (not) allowed."), then the rule that grounds it
+        (for the context-distillation baseline, whose teacher reads every rule in its prompt)."""
         request = family_key(prompt)
         if prompt.label == "harmful":
             if rule is not None and rule.category == prompt.category:
@@ -153,9 +171,11 @@ class ScriptedTeacher:
             )
         return "This is allowed. No rule forbids it; it is a harmless request, so I will help."
 
-    def refusal(self, prompt: TrainingPrompt) -> str:
-        """A brief refusal with the category rule's first allowed use as the safe alternative."""
+    def refusal(self, prompt: TrainingPrompt, alternative: str | None = None) -> str:
+        """A brief refusal offering ``alternative`` (default: the category rule's first allowed use)."""
         rule = self.category_rule(prompt.category)
+        if alternative is None and rule is not None:
+            alternative = rule.allowed[0]
         opening = _pick(
             [
                 "I can't help with that.",
@@ -166,15 +186,23 @@ class ScriptedTeacher:
             prompt.id,
             "refusal",
         )
-        alternative = f" If it's useful, I can help with {rule.allowed[0]} instead." if rule else ""
+        offer = f" If it's useful, I can help with {alternative} instead." if alternative else ""
         crisis = f" {CRISIS_NOTE}" if prompt.category == "self_harm" else ""
-        return opening + crisis + alternative
+        return opening + crisis + offer
 
     def answer(self, prompt: TrainingPrompt) -> str:
-        """The reference answer for a benign prompt, or the worked solution of a maths problem."""
+        """The reference answer for a benign prompt, or the worked solution of a maths problem,
+        after one fixed opener.
+
+        Why an opener: the first token of the answer is where the decision is carried out. A
+        refusal starts with one of three phrases, a helpful answer with any of hundreds of
+        words, so under greedy decoding "I" (of "I can't") was the most likely single first
+        token even after "so I will answer it fully" — students answered against their own
+        verdict. One opener makes helping as easy to start as refusing.
+        """
         if prompt.kind == "math":
-            return f"{prompt.solution}\nThe answer is {prompt.answer}."
-        return ANSWERS[family_key(prompt)]
+            return f"{HELP_OPENER} {prompt.solution}\nThe answer is {prompt.answer}."
+        return f"{HELP_OPENER} {ANSWERS[family_key(prompt)]}"
 
     # -- trajectories ----------------------------------------------------------------------
 
@@ -204,7 +232,10 @@ class ScriptedTeacher:
                 }
             )
             messages.append({"role": "tool", "name": TOOL_NAME, "content": tool_output})
-            thought = self._verdict_thought(prompt, self._cited_rule(prompt, consulted))
+            thought = self._ruled_thought(tool_output)
+            contrast = tool_output.split("\n\n")[0].splitlines()[2:3]
+            if prompt.label == "harmful" and contrast and contrast[0].startswith("Allowed: "):
+                final = self.refusal(prompt, alternative=contrast[0].removeprefix("Allowed: "))
         elif prompt.label == "harmful":
             thought = f"{opening} I will refuse and offer a safe alternative."
         elif prompt.kind == "lookalike":

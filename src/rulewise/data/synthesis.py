@@ -4,7 +4,8 @@ Each record is one conversation in TRL's conversational format — ``messages`` 
 ``tools`` column holding the JSON schemas (dicts, not strings) of the tools the model was
 offered — and our metadata (label, kind, category, whether the rules were consulted). A
 trajectory whose final answer the judge disagrees with (a refusal for a benign prompt, an
-answer for a harmful one, a wrong maths result) is filtered out into ``*.rejected.jsonl``, so
+answer for a harmful one, a wrong maths result), or whose retrieved rule points the other way
+than the label, is filtered out into ``*.rejected.jsonl``, so
 both files together say which prompts are done and a rerun skips them.
 """
 
@@ -21,6 +22,7 @@ from rulewise.errors import RulewiseError
 from rulewise.evaluation.judges import RefusalJudge, math_correct
 from rulewise.fileio import append_record, load_jsonl_models, read_records
 from rulewise.generation.trajectory import Trajectory
+from rulewise.rules.tool import verdict_in
 
 OnTrajectory = Callable[[TrainingPrompt, Trajectory], None]
 
@@ -47,6 +49,10 @@ def agrees_with_label(
     """Whether the trajectory's final behaviour is the one the label asks for, and why not."""
     if not traj.ended_cleanly:
         return False, f"did not finish ({traj.finish_reason})"
+    ruled = next((verdict_in(m["content"]) for m in traj.messages if m["role"] == "tool"), None)
+    if ruled is not None and ruled != prompt.expected:
+        # the answer may match the label, but the reasoning followed the rule to the other side
+        return False, f"the retrieved rule says {ruled}, the label {prompt.expected}"
     judgement = (judge or RefusalJudge()).judge(
         prompt.prompt, traj.final_content, harmful=prompt.label == "harmful"
     )

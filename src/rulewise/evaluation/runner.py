@@ -29,6 +29,7 @@ from rulewise.generation.trajectory import Trajectory
 from rulewise.models.loading import model_fingerprint
 from rulewise.progress import eta_progress
 from rulewise.rules.retrieval import RetrieverKind
+from rulewise.rules.tool import RULES_PER_CALL
 from rulewise.runtime import Precision
 
 RESULTS_FILE, GENERATIONS_FILE, METRICS_FILE, CONFIG_FILE, REPORT_FILE = (
@@ -62,7 +63,7 @@ class EvalConfig(BaseModel):
     use_tools: bool = True
     rulebook: str = "default"
     retriever: RetrieverKind = "bm25"
-    top_k: int = Field(default=2, ge=1)
+    top_k: int = Field(default=RULES_PER_CALL, ge=1)
     max_new_tokens: int = Field(default=256, ge=1)
     max_tool_calls: int = Field(default=2, ge=0)
     temperature: float = Field(default=0.0, ge=0.0)

@@ -12,7 +12,7 @@ from rulewise.generation.engine import LoopConfig, ToolUseGenerator
 from rulewise.models.loading import LoadedModel
 from rulewise.rules.loading import load_rulebook
 from rulewise.rules.retrieval import RetrieverKind, build_retriever
-from rulewise.rules.tool import make_consult_tool
+from rulewise.rules.tool import RULES_PER_CALL, make_consult_tool
 from rulewise.runtime import Precision, use_bf16
 
 BackendKind = Literal["hf", "vllm"]
@@ -24,7 +24,7 @@ def build_generator(
     use_tools: bool = True,
     rulebook: str | Path | None = None,
     retriever: RetrieverKind = "bm25",
-    top_k: int = 2,
+    top_k: int = RULES_PER_CALL,
     sampling: SamplingConfig | None = None,
     precision: Precision = "auto",
     loop: LoopConfig | None = None,

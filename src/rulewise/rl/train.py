@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from rulewise.errors import RulewiseError
 from rulewise.rl.advantages import IFPOSettings
 from rulewise.rl.rewards import RewardWeights
+from rulewise.rules.tool import RULES_PER_CALL
 
 if TYPE_CHECKING:
     from rulewise.models import LoadedModel
@@ -60,7 +61,7 @@ class RLSettings(BaseModel):
     rewards: RewardWeights = RewardWeights()
     judge: str = "refusal"
     rulebook: str = "default"
-    top_k_rules: int = Field(default=2, ge=1)
+    top_k_rules: int = Field(default=RULES_PER_CALL, ge=1)
     system_prompt: str | None = None
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     seed: int = 42

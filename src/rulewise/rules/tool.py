@@ -3,8 +3,13 @@
 TRL's ``GRPOTrainer(tools=...)`` and transformers' ``apply_chat_template(tools=...)`` both take a
 plain Python function and derive its JSON schema from the signature and the Google-style
 docstring, so the tool is a real function (bound to a retriever by closure), not an object.
-Its output is plain text whose lines start with ``[RULE-ID]``; :func:`rule_ids_in` reads the
-ids back, so stored trajectories say which rules were consulted without any side channel.
+Its output is plain text, one block per retrieved rule: ``[RULE-ID] title``, then the rule's
+clause closest to the query ("Not allowed: ..." or "Allowed: ..."), then its closest clause of
+the other side. The first block's first clause is the rulebook's verdict on the request
+(:func:`verdict_in`), the second line a refusal's alternative or the limit of what is allowed.
+:func:`rule_ids_in` reads the ids back, so stored trajectories say which rules were consulted
+without any side channel. Short on purpose: about 50 tokens a rule, where the whole rule was
+about 170 — tool output is encoded at every training step and every rollout.
 """
 
 from __future__ import annotations
@@ -12,9 +17,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from functools import cache
+from typing import Literal
 
 from rulewise.rules.loading import load_rulebook
-from rulewise.rules.retrieval import RuleRetriever, build_retriever
+from rulewise.rules.retrieval import RuleMatch, RuleRetriever, build_retriever
 
 TOOL_NAME = "consult_safety_rules"
 NO_QUERY_MESSAGE = (
@@ -37,21 +43,48 @@ Args:
 _RULE_ID_LINE = re.compile(r"^\[([A-Z][A-Z0-9]*(?:-[A-Z0-9]+)*)\]", re.MULTILINE)
 
 
+#: Rules shown per call. One: the first block's clause is the verdict, and a second block
+#: (often the other side of another rule) gave a student a second verdict to copy.
+RULES_PER_CALL = 1
+
+_CLAUSE_LINE = re.compile(r"^(Not allowed|Allowed): ", re.MULTILINE)
+
+
 def rule_ids_in(tool_output: str) -> list[str]:
     """Rule ids named at the start of lines of a tool output, in order."""
     return _RULE_ID_LINE.findall(tool_output)
 
 
-def make_consult_tool(retriever: RuleRetriever, k: int = 2) -> Callable[[str], str]:
+def verdict_in(tool_output: str) -> Literal["refuse", "comply"] | None:
+    """The verdict a tool output gives: its first clause's side; "comply" when no rule matched.
+
+    ``None`` for an output that is neither (an error message, or not this tool's).
+    """
+    if tool_output.strip() == NO_MATCH_MESSAGE:
+        return "comply"
+    first = _CLAUSE_LINE.search(tool_output)
+    if first is None:
+        return None
+    return "comply" if first.group(1) == "Allowed" else "refuse"
+
+
+def render_match(match: RuleMatch) -> str:
+    """One rule block: header, the closest clause (the verdict), the closest opposite clause."""
+    return "\n".join(
+        [f"[{match.rule.id}] {match.rule.title}", match.clause.render(), match.contrast.render()]
+    )
+
+
+def make_consult_tool(retriever: RuleRetriever, k: int = RULES_PER_CALL) -> Callable[[str], str]:
     """A ``consult_safety_rules`` function that answers from ``retriever`` with top-``k`` rules."""
 
     def consult_safety_rules(query: str) -> str:
         if not isinstance(query, str) or not query.strip():
             return NO_QUERY_MESSAGE
-        hits = retriever.search(query, k=k)
-        if not hits:
+        matches = retriever.search(query, k=k)
+        if not matches:
             return NO_MATCH_MESSAGE
-        return "\n\n".join(hit.rule.render() for hit in hits)
+        return "\n\n".join(render_match(match) for match in matches)
 
     consult_safety_rules.__doc__ = TOOL_DOCSTRING
     return consult_safety_rules
