@@ -163,3 +163,23 @@ def test_mode_statistics_hand_computed():
     )
     only_direct = mode_statistics(torch.zeros(4, dtype=torch.bool), harmful, weights, rewards, torch.zeros(4))
     assert "ifpo/weight/consulted" not in only_direct and "ifpo/adv_mass/direct" not in only_direct
+
+
+def test_rl_prompts_come_in_turn_by_kind_when_balanced(tmp_path):
+    import json
+
+    from rulewise.rl.train import load_rl_dataset
+
+    kinds = ["harmful"] * 6 + ["lookalike"] * 3 + ["benign", "math"]
+    rows = [
+        {"id": f"p{i}", "prompt": f"prompt {i}", "label": "harmful" if k == "harmful" else "benign", "kind": k,
+         "category": "general"}
+        for i, k in enumerate(kinds)
+    ]  # fmt: skip
+    path = tmp_path / "prompts.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert load_rl_dataset(path, "system")["kind"] == kinds  # file order
+    balanced = load_rl_dataset(path, "system", balance_kinds=True)["kind"]
+    assert balanced[:4] == ["benign", "harmful", "lookalike", "math"]  # one of each kind first
+    assert sorted(balanced) == sorted(kinds)  # nothing dropped
+    assert balanced == load_rl_dataset(path, "system", balance_kinds=True)["kind"]  # seeded

@@ -83,6 +83,12 @@ class RLSettings(BaseModel):
         "prompt and of each conversation's earlier turns reused; transformers models), 'trl' = TRL's tool "
         "loop (re-encodes the history after each tool call), 'auto' = trl with vLLM, else rulewise",
     )
+    balance_kinds: bool = Field(
+        default=True,
+        description="visit prompts in turn by kind (plain, harmful, jailbreak, look-alike, maths; each kind in "
+        "a seeded order) instead of shuffled: the built-in train split is 90% sensitive requests, so a "
+        "short shuffled run hardly ever shows the policy a prompt it need not consult on",
+    )
     use_vllm: bool = False  # GPU: generate rollouts with vLLM (pip install 'rulewise[vllm]')
     vllm_mode: Literal["colocate", "server"] = "colocate"
     vllm_gpu_memory_utilization: float = Field(default=0.3, gt=0, le=1)
@@ -112,11 +118,17 @@ class RLSettings(BaseModel):
         return self.ifpo if self.algo == "ifpo" else self.ifpo.model_copy(update={"alpha": 0.0})
 
 
-def load_rl_dataset(path: str | Path, system_prompt: str):
-    """Prompt-set JSONL → conversational prompts with the label columns the rewards read."""
+def load_rl_dataset(path: str | Path, system_prompt: str, *, balance_kinds: bool = False, seed: int = 0):
+    """Prompt-set JSONL → conversational prompts with the label columns the rewards read
+    (``balance_kinds``: in turn by kind, see ``RLSettings.balance_kinds``)."""
     import datasets
 
+    from rulewise.data.prompt_set import spread_over_kinds
     from rulewise.data.synthesis import load_prompts
+
+    items = load_prompts(Path(path))
+    if balance_kinds:
+        items = spread_over_kinds(items, len(items), seed=seed)
 
     rows = [
         {
@@ -128,7 +140,7 @@ def load_rl_dataset(path: str | Path, system_prompt: str):
             "kind": item.kind,
             "answer": item.answer,
         }
-        for item in load_prompts(Path(path))
+        for item in items
     ]
     if not rows:
         raise RulewiseError("no prompts", path=path)
@@ -170,7 +182,12 @@ def run_rl(
             f"{world_size()} process(es) and then into micro-batches of {settings.micro_batch_size}",
             field="micro_batch_size",
         )
-    dataset = load_rl_dataset(settings.prompts, settings.system_prompt or ASCL_SYSTEM_PROMPT)
+    dataset = load_rl_dataset(
+        settings.prompts,
+        settings.system_prompt or ASCL_SYSTEM_PROMPT,
+        balance_kinds=settings.balance_kinds,
+        seed=settings.seed,
+    )
     loaded = loaded or load_model(settings.model)
     tool = make_consult_tool(build_retriever(load_rulebook(settings.rulebook)), k=settings.top_k_rules)
     reward_funcs, reward_weights = build_reward_functions(settings.rewards, build_judge(settings.judge))
@@ -199,6 +216,7 @@ def run_rl(
         save_steps=settings.save_steps,
         save_total_limit=settings.save_total_limit,
         seed=settings.seed,
+        shuffle_dataset=not settings.balance_kinds,  # balanced order is already seeded
         **device_args(device.type),
         use_vllm=settings.use_vllm,
         vllm_mode=settings.vllm_mode,
