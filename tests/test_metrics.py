@@ -96,6 +96,13 @@ def test_compute_metrics_by_hand():
     assert overall["reasoning_tokens_per_response"]["value"] == pytest.approx(12)  # (10 + 14) / 2
     assert overall["reasoning_tokens_per_response"]["n"] == 2  # older records without the field: left out
     assert overall["clean_finish"]["value"] == pytest.approx(5 / 6)
+    assert overall["well_formed"]["value"] == pytest.approx(5 / 6)
+    stray = [
+        dict(records[0], answer="Sure.\n</tool_call>"),
+        dict(records[0], answer="Ok <think>"),
+        records[0],
+    ]
+    assert compute_metrics(stray, resamples=10)["overall"]["well_formed"]["value"] == pytest.approx(1 / 3)
     assert overall["overall"] == pytest.approx(harmonic_mean(2 / 3, 0.75))
     assert set(metrics["benchmarks"]) == {"gsm", "sr", "xs"}
     assert metrics["benchmarks"]["sr"]["compliance"]["value"] is None
