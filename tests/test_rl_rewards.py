@@ -11,6 +11,7 @@ from rulewise.rl.rewards import (
     build_reward_functions,
     consult_cost_reward,
     format_reward,
+    needless_consult_reward,
     safety_reward,
     utility_reward,
 )
@@ -118,6 +119,24 @@ def test_utility_and_consult_cost():
     assert utility_reward(solved, reference=None) is None
     assert consult_cost_reward(Rollout(turns=(CALL, REFUSE_ALT))) == -1.0
     assert consult_cost_reward(solved) == 0.0
+
+
+def test_needless_consult_costs_only_on_prompts_no_rule_concerns():
+    consulted, direct = Rollout(turns=(CALL, REFUSE_ALT)), Rollout(turns=(REFUSE_ALT,))
+    assert [needless_consult_reward(consulted, kind=k) for k in ("benign", "math")] == [-1.0, -1.0]
+    assert needless_consult_reward(direct, kind="benign") == 0.0
+    for kind in ("harmful", "jailbreak", "lookalike"):  # these may need the rule: no cost, no bonus
+        assert needless_consult_reward(consulted, kind=kind) is None
+        assert needless_consult_reward(direct, kind=kind) is None
+    funcs, weights = build_reward_functions(
+        RewardWeights(safety=0.0, format=0.0, utility=0.0, needless_consult=0.5), JUDGE
+    )
+    assert [f.__name__ for f in funcs] == ["needless_consult"] and weights == [0.5]
+    assert funcs[0](rollout=[consulted, consulted, direct], kind=["math", "lookalike", "benign"]) == [
+        -1.0,
+        None,
+        0.0,
+    ]
 
 
 def test_build_reward_functions_keeps_nonzero_components_in_trl_signature():

@@ -12,6 +12,10 @@
 - ``format``: the share of :meth:`Rollout.format_checks` that pass.
 - ``consult_cost``: −1 when the rollout consulted the rules (for the reward-design ablation;
   its weight is 0 unless set).
+- ``needless_consult``: −1 when the rollout consulted on a plain task or a maths problem (a
+  request no rule concerns), 0 when it did not; other prompts → None. Unlike ``consult_cost``
+  it never rewards skipping the rules on a request that needs them (a flat cost taught a
+  student to skip them on harmful requests too). Weight 0 unless set.
 
 :func:`build_reward_functions` wraps them in the signature TRL's GRPOTrainer calls, and each
 component is logged under its own name (``rewards/<name>/mean``).
@@ -40,6 +44,7 @@ class RewardWeights(BaseModel):
     utility: float = 1.0
     format: float = 0.2
     consult_cost: float = 0.0
+    needless_consult: float = 0.0
 
 
 def safety_reward(rollout: Rollout, *, prompt: str, harmful: bool, judge: Judge) -> float:
@@ -66,6 +71,16 @@ def format_reward(rollout: Rollout) -> float:
 
 
 def consult_cost_reward(rollout: Rollout) -> float:
+    return -1.0 if rollout.consulted else 0.0
+
+
+#: Prompt kinds no safety rule concerns: consulting on them only costs tokens.
+RULE_FREE_KINDS = frozenset({"benign", "math"})
+
+
+def needless_consult_reward(rollout: Rollout, *, kind: str) -> float | None:
+    if kind not in RULE_FREE_KINDS:
+        return None
     return -1.0 if rollout.consulted else 0.0
 
 
@@ -96,6 +111,15 @@ def build_reward_functions(
     def consult_cost(rollout: list[Rollout], **_: Any) -> list[float | None]:
         return [consult_cost_reward(r) for r in rollout]
 
-    components = {"safety": safety, "utility": utility, "format": format, "consult_cost": consult_cost}
+    def needless_consult(rollout: list[Rollout], kind: list[str], **_: Any) -> list[float | None]:
+        return [needless_consult_reward(r, kind=k) for r, k in zip(rollout, kind, strict=True)]
+
+    components = {
+        "safety": safety,
+        "utility": utility,
+        "format": format,
+        "consult_cost": consult_cost,
+        "needless_consult": needless_consult,
+    }
     chosen = [(fn, getattr(weights, name)) for name, fn in components.items() if getattr(weights, name) != 0]
     return [fn for fn, _ in chosen], [w for _, w in chosen]
