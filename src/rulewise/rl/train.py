@@ -49,7 +49,9 @@ class RLSettings(BaseModel):
         default=4, ge=1, description="rollouts per forward/backward pass; the step accumulates the rest"
     )
     max_completion_length: int = Field(
-        default=448, ge=8, description="all turns and tool results together (a retrieved rule is about 50 tokens)"
+        default=448,
+        ge=8,
+        description="all turns and tool results together (a retrieved rule is about 50 tokens)",
     )
     max_tool_calls: int = Field(default=1, ge=0)
     temperature: float = Field(default=1.0, gt=0)
