@@ -97,6 +97,44 @@ def search_rules(
     console.print(table)
 
 
+@app.command("coverage")
+def rule_coverage_cmd(
+    bench: Annotated[
+        list[str],
+        typer.Argument(help="Benchmarks as NAME[:LAYOUT][@LIMIT]=PATH, as for rulewise eval --bench."),
+    ],
+    rulebook: RulebookOpt = "default",
+    retriever: Annotated[
+        RetrieverChoice, typer.Option(help="bm25 (default) or dense.")
+    ] = RetrieverChoice.bm25,
+) -> None:
+    """How often the rulebook alone decides each benchmark as labelled: the side of the clause
+    the tool puts first, against the expected behaviour. A model that follows its rules cannot
+    do better; a low figure means the rulebook lacks clauses for that wording.
+
+    Example: rulewise rules coverage "advbench=../shared/data/advbench/harmful_behaviors.csv"
+    """
+    from rulewise.evaluation.benchmarks import load_benchmark, parse_bench_spec, rule_coverage
+    from rulewise.rules import make_consult_tool
+
+    tool = make_consult_tool(build_retriever(load_rulebook(rulebook), retriever.value))
+    table = Table(title="rule verdict agrees with the label")
+    for column in ("benchmark", "harmful: ruled 'refuse'", "benign: ruled 'comply'"):
+        table.add_column(column)
+    for spec in bench:
+        parsed = parse_bench_spec(spec)
+        items = load_benchmark(
+            parsed["name"], parsed["source"], layout=parsed["layout"], limit=parsed["limit"]
+        )
+        counts = rule_coverage(items, tool)
+        cells = []
+        for expected in ("refuse", "comply"):
+            agree, total = counts.get(expected, (0, 0))
+            cells.append(f"{agree}/{total} ({agree / total:.1%})" if total else "–")
+        table.add_row(parsed["name"], *cells)
+    console.print(table)
+
+
 @app.command("validate")
 def validate_rulebook(
     path: Annotated[Path, typer.Argument(help="Rulebook YAML/JSON file to check.")],

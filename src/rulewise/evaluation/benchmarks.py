@@ -363,3 +363,25 @@ def parse_bench_spec(spec: str) -> dict[str, Any]:
         "limit": int(limit_text) if limit_text else None,
         "source": source,
     }
+
+
+def rule_coverage(
+    items: list[BenchmarkItem], consult: Callable[[str], str]
+) -> dict[Expected, tuple[int, int]]:
+    """How often the rulebook alone decides safety items as labelled, per expected behaviour:
+    ``{expected: (items whose tool verdict agrees, items)}``.
+
+    The tool is asked with the whole prompt (a trained model queries the request without its
+    wrapper, so on wrapped prompts this is a lower bound). A model that decides by the rule it
+    retrieves cannot beat this figure on a benchmark: it is the rulebook's ceiling there.
+    """
+    from rulewise.rules.tool import verdict_in
+
+    counts: dict[Expected, list[int]] = {}
+    for item in items:
+        if item.task != "safety":
+            continue
+        tally = counts.setdefault(item.expected, [0, 0])
+        tally[0] += verdict_in(consult(item.prompt)) == item.expected
+        tally[1] += 1
+    return {expected: (agree, total) for expected, (agree, total) in counts.items()}
