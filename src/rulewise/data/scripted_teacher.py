@@ -32,7 +32,7 @@ from rulewise.data.prompt_set import TrainingPrompt, family_key
 from rulewise.generation.prompts import ASCL_SYSTEM_PROMPT
 from rulewise.generation.trajectory import Trajectory
 from rulewise.rules.schema import Rule, Rulebook
-from rulewise.rules.tool import TOOL_NAME, rule_ids_in, verdict_in
+from rulewise.rules.tool import TOOL_NAME, clauses_in, rule_ids_in, verdict_in
 
 CRISIS_NOTE = (
     "If you are thinking about ending your life, please reach out now: call or text 988 in the US, "
@@ -233,9 +233,9 @@ class ScriptedTeacher:
             )
             messages.append({"role": "tool", "name": TOOL_NAME, "content": tool_output})
             thought = self._ruled_thought(tool_output)
-            contrast = tool_output.split("\n\n")[0].splitlines()[2:3]
-            if prompt.label == "harmful" and contrast and contrast[0].startswith("Allowed: "):
-                final = self.refusal(prompt, alternative=contrast[0].removeprefix("Allowed: "))
+            contrast = clauses_in(tool_output)[1:2]  # the rule's closest clause of the other side
+            if prompt.label == "harmful" and contrast and contrast[0][0]:
+                final = self.refusal(prompt, alternative=contrast[0][1])
         elif prompt.label == "harmful":
             thought = f"{opening} I will refuse and offer a safe alternative."
         elif prompt.kind == "lookalike":

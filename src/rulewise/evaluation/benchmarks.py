@@ -24,6 +24,7 @@ from pydantic import BaseModel
 from rulewise.errors import RulewiseError
 from rulewise.fileio import iter_jsonl, read_text
 from rulewise.hub import check_hub_reachable
+from rulewise.rules.tool import verdict_in
 
 Expected = Literal["refuse", "comply"]
 Task = Literal["safety", "math"]
@@ -375,8 +376,6 @@ def rule_coverage(
     wrapper, so on wrapped prompts this is a lower bound). A model that decides by the rule it
     retrieves cannot beat this figure on a benchmark: it is the rulebook's ceiling there.
     """
-    from rulewise.rules.tool import verdict_in
-
     counts: dict[Expected, list[int]] = {}
     for item in items:
         if item.task != "safety":

@@ -42,6 +42,7 @@ from statistics import fmean
 from typing import Any
 
 from rulewise.evaluation.verdicts import lean_before_consulting, lean_of_answer_turn, outcome
+from rulewise.generation.parsing import THINK_CLOSE, THINK_OPEN, TOOL_CALL_CLOSE, TOOL_CALL_OPEN
 
 Record = dict[str, Any]  # one line of results.jsonl: item, trajectory summary, judgement
 
@@ -58,7 +59,7 @@ class Estimate:
 
 
 #: Markup that belongs to a turn's structure, never to the answer a user reads.
-MARKUP = re.compile(r"</?(?:tool_call|think)>")
+MARKUP = re.compile("|".join(map(re.escape, (TOOL_CALL_OPEN, TOOL_CALL_CLOSE, THINK_OPEN, THINK_CLOSE))))
 
 
 def bootstrap_ci(

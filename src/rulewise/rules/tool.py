@@ -47,12 +47,19 @@ _RULE_ID_LINE = re.compile(r"^\[([A-Z][A-Z0-9]*(?:-[A-Z0-9]+)*)\]", re.MULTILINE
 #: (often the other side of another rule) gave a student a second verdict to copy.
 RULES_PER_CALL = 1
 
-_CLAUSE_LINE = re.compile(r"^(Not allowed|Allowed): ", re.MULTILINE)
+_CLAUSE_LINE = re.compile(r"^(Not allowed|Allowed): (.*)$", re.MULTILINE)
 
 
 def rule_ids_in(tool_output: str) -> list[str]:
     """Rule ids named at the start of lines of a tool output, in order."""
     return _RULE_ID_LINE.findall(tool_output)
+
+
+def clauses_in(tool_output: str) -> list[tuple[bool, str]]:
+    """The clauses of a tool output's first rule block, in order, as ``(allowed, text)``: the
+    closest clause (the verdict), then the closest one of the other side."""
+    first_block = tool_output.split("\n\n", 1)[0]
+    return [(side == "Allowed", text) for side, text in _CLAUSE_LINE.findall(first_block)]
 
 
 def verdict_in(tool_output: str) -> Literal["refuse", "comply"] | None:
@@ -62,10 +69,10 @@ def verdict_in(tool_output: str) -> Literal["refuse", "comply"] | None:
     """
     if tool_output.strip() == NO_MATCH_MESSAGE:
         return "comply"
-    first = _CLAUSE_LINE.search(tool_output)
-    if first is None:
+    clauses = clauses_in(tool_output)
+    if not clauses:
         return None
-    return "comply" if first.group(1) == "Allowed" else "refuse"
+    return "comply" if clauses[0][0] else "refuse"
 
 
 def render_match(match: RuleMatch) -> str:
