@@ -64,7 +64,7 @@ def plain_trl(data: Path, out: Path, args: argparse.Namespace, bf16: bool) -> fl
     from trl import SFTConfig, SFTTrainer
 
     from rulewise.models import load_model
-    from rulewise.training.sft import LoraSettings
+    from rulewise.training.settings import LoraSettings
 
     rows = [json.loads(line) for line in data.read_text().splitlines()]
     dataset = datasets.Dataset.from_list([{"messages": r["messages"], "tools": r["tools"]} for r in rows])

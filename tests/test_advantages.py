@@ -5,10 +5,12 @@ from rulewise.rl.advantages import (
     ADVANTAGE_ESTIMATORS,
     IFPOSettings,
     IFPOState,
+    get_estimator,
     grpo_advantages,
     ifpo_advantages,
     inverse_frequency_weights,
     mode_frequencies,
+    register,
 )
 
 T, F = True, False
@@ -35,7 +37,39 @@ def test_grpo_matches_hand_computed_values():
         grpo_advantages(rewards, 4, scale=False),
         torch.tensor([0.75, -0.25, -0.25, -0.25, 0.5, 0.5, -0.5, -0.5]),
     )
-    assert set(ADVANTAGE_ESTIMATORS) >= {"grpo", "ifpo"}
+    assert set(ADVANTAGE_ESTIMATORS) >= {"grpo", "dr_grpo", "ifpo"}
+
+
+def test_unscored_rollouts_leave_the_group_statistics_and_get_zero():
+    """As in TRL: a NaN reward is out of its group's mean and std, and its advantage is 0."""
+    rewards = torch.tensor([1.0, 0.0, float("nan"), 0.0])
+    # mean 1/3; unbiased std over 3: sqrt(((2/3)² + 2·(1/3)²)/2) = sqrt(1/3)
+    std = (1 / 3) ** 0.5
+    expected = torch.tensor([(2 / 3) / (std + 1e-4), (-1 / 3) / (std + 1e-4), 0.0, (-1 / 3) / (std + 1e-4)])
+    assert torch.allclose(grpo_advantages(rewards, 4), expected, atol=1e-6)
+
+
+def test_registered_estimators_by_hand():
+    rewards = torch.tensor([1.0, 0.5, 0.5, 0.5])
+    modes = torch.tensor([T, F, F, F])
+    settings = IFPOSettings(alpha=1.0, scope="group")
+    grpo, ones = get_estimator("grpo")(rewards, modes, 4, settings)
+    # mean 0.625, unbiased std sqrt((0.375² + 3·0.125²)/3) = 0.25
+    assert torch.allclose(grpo, torch.tensor([1.5, -0.5, -0.5, -0.5]) / 1.0004, atol=1e-6)
+    assert torch.equal(ones, torch.ones(4))
+    dr_grpo, _ = get_estimator("dr_grpo")(rewards, modes, 4, settings)
+    assert torch.allclose(dr_grpo, torch.tensor([0.375, -0.125, -0.125, -0.125]))
+    ifpo, weights = get_estimator("ifpo")(rewards, modes, 4, settings)
+    # group shares 1/4 and 3/4 → raw weights 4 and 4/3, mean 2 → 2 and 2/3
+    assert torch.allclose(weights, torch.tensor([2.0, 2 / 3, 2 / 3, 2 / 3]))
+    assert torch.allclose(ifpo, grpo * weights)
+
+
+def test_the_registry_rejects_unknown_and_duplicate_names():
+    with pytest.raises(ValueError, match="unknown advantage estimator 'ppo'; known: dr_grpo, grpo, ifpo"):
+        get_estimator("ppo")
+    with pytest.raises(ValueError, match="'grpo' is already registered"):
+        register("grpo")(lambda *args: args)
 
 
 @pytest.mark.parametrize("scope", ["group", "batch"])

@@ -184,3 +184,12 @@ def test_rules_coverage_counts_prompts_the_rulebook_decides_as_labelled(cli, tmp
     code, out, err = cli("rules", "coverage", f"dev:custom={path}")
     assert code == 0, err
     assert out.count("1/1 (100.0%)") == 2
+
+
+def test_config_show_lists_every_setting_with_its_default_and_description(cli):
+    code, out, _ = cli("config", "show", "rl")
+    assert code == 0
+    for text in ("algo", "'ifpo'", "advantage estimator", "ifpo.alpha", "rewards.benign_consult", "trl"):
+        assert text in out
+    code, _, err = cli("config", "show", "ppo")
+    assert code == 2 and "unknown job 'ppo'" in err and "sft, rl, dpo, eval" in err

@@ -199,6 +199,18 @@ def test_quickstart_runs_end_to_end_resumes_after_an_interruption_and_caches(
     )  # optional bench left out; @3 drew two twin pairs (pairs first, a pair may end one over)
     assert json.loads((out / "eval-cd" / "run.json").read_text())["use_tools"] is False
 
+    # a report stage also takes eval runs made elsewhere, by directory; a directory that is not
+    # one is named, not a traceback
+    elsewhere = tmp_path / "compare.yaml"
+    elsewhere.write_text(
+        f"name: compare\nstages:\n  report:\n    kind: report\n    runs: [{out / 'eval-base'}, {out / 'eval-rl'}]\n"
+    )
+    run_recipe(load_recipe(elsewhere), out=tmp_path / "compare")
+    assert "| eval-rl |" in (tmp_path / "compare" / "report" / "report.md").read_text()
+    elsewhere.write_text(f"name: compare\nstages:\n  report:\n    kind: report\n    runs: [{tmp_path}]\n")
+    with pytest.raises(RulewiseError, match="not an eval run directory"):
+        run_recipe(load_recipe(elsewhere), out=tmp_path / "compare2")
+
 
 def test_changed_settings_are_refused_and_redo_reruns_downstream(tmp_path, monkeypatch):
     """Caching by fingerprint, with the stages' work replaced by a recorder."""

@@ -8,6 +8,7 @@ from rulewise.rl.advantages import mode_statistics
 from rulewise.rl.rewards import (
     BARE_REFUSAL_REWARD,
     RewardWeights,
+    benign_consult_reward,
     build_reward_functions,
     consult_cost_reward,
     format_reward,
@@ -133,6 +134,24 @@ def test_needless_consult_costs_only_on_prompts_no_rule_concerns():
     )
     assert [f.__name__ for f in funcs] == ["needless_consult"] and weights == [0.5]
     assert funcs[0](rollout=[consulted, consulted, direct], kind=["math", "lookalike", "benign"]) == [
+        -1.0,
+        None,
+        0.0,
+    ]
+
+
+def test_benign_consult_costs_on_every_benign_label_and_never_on_harmful():
+    consulted, direct = Rollout(turns=(CALL, REFUSE_ALT)), Rollout(turns=(REFUSE_ALT,))
+    assert benign_consult_reward(consulted, harmful=False) == -1.0
+    assert benign_consult_reward(direct, harmful=False) == 0.0
+    assert benign_consult_reward(consulted, harmful=True) is None
+    assert benign_consult_reward(direct, harmful=True) is None
+    funcs, weights = build_reward_functions(
+        RewardWeights(safety=0.0, format=0.0, utility=0.0, benign_consult=0.3), JUDGE
+    )
+    assert [f.__name__ for f in funcs] == ["benign_consult"] and weights == [0.3]
+    # a look-alike is charged (unlike needless_consult); a harmful request is not
+    assert funcs[0](rollout=[consulted, consulted, direct], label=["benign", "harmful", "benign"]) == [
         -1.0,
         None,
         0.0,

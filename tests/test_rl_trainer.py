@@ -121,6 +121,33 @@ def test_grpo_is_ifpo_with_alpha_zero(tmp_path, prompts):
     assert entry["ifpo/share_consulted"] == pytest.approx(0.125)  # logged the same way
 
 
+def test_the_grpo_estimator_gives_trls_own_advantages(monkeypatch, tmp_path, prompts):
+    """With algo grpo the advantages that reach the loss are the ones TRL computed itself."""
+    from trl import GRPOTrainer
+
+    from rulewise.rl.trainer import IFPOTrainer
+
+    trls, ours = [], []
+    original_trl = GRPOTrainer._generate_and_score_completions
+    original_ours = IFPOTrainer._generate_and_score_completions
+
+    def record_trl(self, inputs):
+        output = original_trl(self, inputs)
+        trls.append(output["advantages"].clone())
+        return output
+
+    def record_ours(self, inputs):
+        output = original_ours(self, inputs)
+        ours.append(output["advantages"].clone())
+        return output
+
+    monkeypatch.setattr(GRPOTrainer, "_generate_and_score_completions", record_trl)
+    monkeypatch.setattr(IFPOTrainer, "_generate_and_score_completions", record_ours)
+    run_rl(settings(tmp_path / "grpo", prompts, algo="grpo", max_steps=1), loaded=scripted_model())
+    (trl,), (mine,) = trls, ours
+    assert trl.abs().sum() > 0 and torch.allclose(mine, trl, atol=1e-6)
+
+
 def _trained_weights(out, prompts, **overrides):
     loaded = scripted_model()
     run_rl(settings(out, prompts, max_steps=1, **overrides), loaded=loaded)
@@ -136,6 +163,24 @@ def test_the_rebalanced_advantages_reach_the_loss(tmp_path, prompts):
     assert all(torch.equal(grpo[k], alpha_zero[k]) for k in grpo)
     moved = [k for k in grpo if not torch.equal(grpo[k], ifpo[k])]
     assert moved, "IFPO's weights changed nothing in the update"
+
+
+def test_the_estimator_named_by_algo_is_what_trains(monkeypatch, tmp_path, prompts):
+    """An estimator that returns zero advantages leaves the model as it was: the trainer takes
+    its advantages from the registry entry ``algo`` names, not from TRL."""
+    from rulewise.rl import advantages
+
+    monkeypatch.setitem(
+        advantages.ADVANTAGE_ESTIMATORS,
+        "zero",
+        lambda rewards, modes, group_size, settings, state=None: (
+            torch.zeros_like(rewards),
+            torch.ones_like(rewards),
+        ),
+    )
+    before = {k: v.clone() for k, v in scripted_model().model.state_dict().items()}
+    after = _trained_weights(tmp_path / "zero", prompts, algo="zero")
+    assert all(torch.equal(before[k], after[k]) for k in before)
 
 
 def test_rl_resumes_after_an_interrupt(tmp_path, prompts):
@@ -236,11 +281,12 @@ def test_shipped_rl_config_validates():
     config = Path(__file__).resolve().parents[1] / "configs" / "rl.yaml"
     cfg = load_config(RLSettings, config, ["model=m", "prompts=p", "out=o", "ifpo.alpha=1"])
     assert (cfg.algo, cfg.ifpo.alpha, cfg.ifpo.scope, cfg.group_size) == ("ifpo", 1.0, "batch", 4)
-    assert cfg.ifpo_settings().alpha == 1.0
-    assert (
-        load_config(RLSettings, config, ["model=m", "prompts=p", "out=o", "algo=grpo"]).ifpo_settings().alpha
-        == 0.0
-    )
+    assert load_config(RLSettings, config, ["model=m", "prompts=p", "out=o", "algo=grpo"]).algo == "grpo"
+
+
+def test_an_unknown_algo_names_the_registered_estimators(tmp_path):
+    with pytest.raises(RulewiseError, match="unknown advantage estimator 'ppo'; known: dr_grpo, grpo, ifpo"):
+        load_config(RLSettings, None, ["model=m", "prompts=p", "out=o", "algo=ppo"])
 
 
 def test_train_only_top_layers_freezes_the_rest(tiny_tokenizer):

@@ -194,8 +194,8 @@ def test_a_model_that_already_behaves_gives_no_pairs(teacher, tmp_path):
 
 
 def test_rw_data_is_policy_grounded_and_shortest_sampling_shortens(tmp_path):
-    from rulewise.data.jobs import synthesize_rw
     from rulewise.data.prompt_set import build_prompt_set
+    from rulewise.saro.jobs import synthesize_rw
 
     prompts = tmp_path / "prompts.jsonl"
     chosen = build_prompt_set()[::50]

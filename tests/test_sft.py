@@ -42,6 +42,22 @@ def settings(bc_data, tiny_checkpoint, out, **overrides):
     return SFTSettings(**{**base, **overrides})
 
 
+def test_oversample_direct_repeats_only_trajectories_without_a_tool_call(bc_data):
+    from rulewise.training.sft import load_sft_dataset
+
+    records = [json.loads(line) for line in bc_data.read_text().splitlines()]
+    direct = [r for r in records if not any(m.get("tool_calls") for m in r["messages"])]
+    assert 0 < len(direct) < len(records)
+    once = load_sft_dataset(bc_data)
+    thrice = load_sft_dataset(bc_data, oversample_direct=3)
+    assert len(once) == len(records) and len(thrice) == len(records) + 2 * len(direct)
+
+    def user(messages):
+        return next(m["content"] for m in messages if m["role"] == "user")
+
+    assert sum(user(row["messages"]) == user(direct[0]["messages"]) for row in thrice) == 3
+
+
 def test_sft_trains_saves_a_plain_checkpoint_and_curves(bc_data, tiny_checkpoint, tmp_path):
     out = run_sft(settings(bc_data, tiny_checkpoint, tmp_path / "sft"))
     history = [json.loads(line) for line in (out / "log_history.jsonl").read_text().splitlines()]
@@ -133,3 +149,42 @@ def test_a_checkpoint_killed_while_writing_its_state_is_not_resumed_from(tmp_pat
         (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text(state)
     (tmp_path / "checkpoint-5").mkdir()  # killed before it wrote its state at all
     assert last_checkpoint(tmp_path) == tmp_path / "checkpoint-2"
+
+
+def test_trl_pass_through_reaches_the_config_and_unknown_names_are_errors(tmp_path):
+    from trl import SFTConfig
+
+    from rulewise.training.settings import trl_arguments
+
+    base = {"data": "d.jsonl", "out": str(tmp_path)}
+    args = trl_arguments(SFTSettings(**base, trl={"neftune_noise_alpha": 5.0}), SFTConfig, "cpu")
+    assert args["neftune_noise_alpha"] == 5.0 and args["per_device_train_batch_size"] == 8
+    assert SFTConfig(**args).neftune_noise_alpha == 5.0
+    with pytest.raises(RulewiseError, match="SFTConfig has no field 'no_such_field'") as info:
+        trl_arguments(SFTSettings(**base, trl={"no_such_field": 1}), SFTConfig, "cpu")
+    assert info.value.field == "trl.no_such_field"
+    with pytest.raises(RulewiseError, match="'learning_rate' is set by rulewise's own settings"):
+        trl_arguments(SFTSettings(**base, trl={"learning_rate": 1.0}), SFTConfig, "cpu")
+
+
+def test_every_job_setting_has_a_description():
+    from rulewise.cli.config_cmd import settings_rows
+    from rulewise.evaluation.runner import EvalConfig
+    from rulewise.rl.train import RLSettings
+    from rulewise.training.dpo import DPOSettings
+
+    for settings in (SFTSettings, DPOSettings, RLSettings, EvalConfig):
+        missing = [name for name, _, _, description in settings_rows(settings) if not description]
+        assert not missing, f"{settings.__name__}: {missing}"
+
+
+def test_jobs_keep_their_own_defaults_with_the_shared_descriptions():
+    from rulewise.rl.train import RLSettings
+    from rulewise.training.dpo import DPOSettings
+
+    dpo = DPOSettings.model_fields["learning_rate"]
+    assert dpo.default == 5e-6 and dpo.description == SFTSettings.model_fields["learning_rate"].description
+    assert SFTSettings.model_fields["learning_rate"].default == 5e-5
+    assert RLSettings.model_fields["learning_rate"].default == 1e-6
+    with pytest.raises(ValueError):  # bounds are shared too
+        DPOSettings(data="d", out="o", learning_rate=0)

@@ -139,7 +139,7 @@ def rw_command(
 
     Example: rulewise data rw --prompts data/prompts/train.jsonl --teacher scripted --shortest-of 3 --out data/rw.jsonl
     """
-    from rulewise.data.jobs import synthesize_rw
+    from rulewise.saro.jobs import synthesize_rw
 
     with job_progress(console, f"teacher rw:{teacher}") as hooks:
         report = synthesize_rw(
@@ -170,8 +170,8 @@ def srpo_command(
     """
     import json as _json
 
-    from rulewise.data.jobs import synthesize_srpo_pairs
     from rulewise.errors import RulewiseError
+    from rulewise.saro.jobs import synthesize_srpo_pairs
     from rulewise.saro.pairs import stats_summary
 
     if splitter not in {"paragraphs", "numbered", "sentences"}:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from rulewise import __version__
-from rulewise.cli import data_cmd, models_cmd, rules_cmd, train_cmd
+from rulewise.cli import config_cmd, data_cmd, models_cmd, rules_cmd, train_cmd
 from rulewise.cli.chat_cmd import chat
 from rulewise.cli.common import err_console
 from rulewise.cli.eval_cmd import eval_command, judge_command, report_command
@@ -33,6 +33,7 @@ app.add_typer(models_cmd.app, name="models")
 app.add_typer(data_cmd.app, name="data")
 app.add_typer(train_cmd.app, name="train")
 app.add_typer(recipes_app, name="recipes")
+app.add_typer(config_cmd.app, name="config")
 
 
 def _version(value: bool) -> None:

@@ -11,19 +11,33 @@ from rulewise.cli.common import console, quiet_libraries
 
 app = typer.Typer(help="Fine-tune models.", no_args_is_help=True)
 
+OutOption = Annotated[Path | None, typer.Option("--out", "-o", help="Output directory; rerun to resume.")]
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="YAML with any of the job's settings (rulewise config show JOB)."),
+]
+
+
+def _settings(
+    settings_class: type, config: Path | None, flags: dict[str, object], overrides: list[str] | None
+):
+    """The job's settings: ``--config`` file, then the named flags, then ``--set`` overrides."""
+    from rulewise.config import load_config
+
+    sets = [f"{key}={value}" for key, value in flags.items() if value is not None] + list(overrides or [])
+    return load_config(settings_class, config, sets)
+
 
 @app.command("sft")
 def sft_command(
     data: Annotated[
         Path | None, typer.Option("--data", "-d", help="Trajectories JSONL (from 'rulewise data bc').")
     ] = None,
-    out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Output directory; rerun to resume.")
-    ] = None,
+    out: OutOption = None,
     model: Annotated[
         str | None, typer.Option("--model", "-m", help="'default', a checkpoint directory or a Hub id.")
     ] = None,
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML with any SFT setting.")] = None,
+    config: ConfigOption = None,
     overrides: Annotated[
         list[str] | None, typer.Option("--set", help="key=value override, e.g. lora.enabled=true.")
     ] = None,
@@ -36,16 +50,12 @@ def sft_command(
     Example: rulewise train sft --data data/bc.jsonl --model default --out runs/sft --set max_steps=60
     """
     quiet_libraries()
-    from rulewise.config import load_config
     from rulewise.training.sft import SFTSettings, run_sft
 
-    flags = {k: str(v) for k, v in (("data", data), ("out", out), ("model", model)) if v is not None}
-    sets = (
-        [f"{k}={v}" for k, v in flags.items()]
-        + list(overrides or [])
-        + (["lora.enabled=true"] if lora else [])
+    flags = {"data": data, "out": out, "model": model}
+    settings = _settings(
+        SFTSettings, config, flags, [*(overrides or []), *(["lora.enabled=true"] if lora else [])]
     )
-    settings = load_config(SFTSettings, config, sets)
     path = run_sft(settings)
     console.print(f"[green]saved[/green] {path} (loss curve: {path / 'loss.png'})")
 
@@ -53,7 +63,11 @@ def sft_command(
 @app.command("rl")
 def rl_command(
     algo: Annotated[
-        str | None, typer.Option("--algo", help="'ifpo' (inverse-frequency mode weighting) or 'grpo'.")
+        str | None,
+        typer.Option(
+            "--algo",
+            help="advantage estimator: 'ifpo' (inverse-frequency mode weighting), 'grpo' or 'dr_grpo'.",
+        ),
     ] = None,
     model: Annotated[
         str | None, typer.Option("--model", "-m", help="SFT checkpoint directory (or 'default').")
@@ -61,10 +75,8 @@ def rl_command(
     prompts: Annotated[
         Path | None, typer.Option("--prompts", "-p", help="Prompts JSONL (from 'rulewise data prompts').")
     ] = None,
-    out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Output directory; rerun to resume.")
-    ] = None,
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML with any RL setting.")] = None,
+    out: OutOption = None,
+    config: ConfigOption = None,
     overrides: Annotated[
         list[str] | None, typer.Option("--set", help="key=value override, e.g. ifpo.alpha=1.0.")
     ] = None,
@@ -74,16 +86,10 @@ def rl_command(
     Example: rulewise train rl --algo ifpo --model runs/sft --prompts data/prompts/train.jsonl --out runs/ifpo --set max_steps=20
     """
     quiet_libraries()
-    from rulewise.config import load_config
     from rulewise.rl.train import RLSettings, run_rl
 
-    flags = {
-        k: str(v)
-        for k, v in (("algo", algo), ("model", model), ("prompts", prompts), ("out", out))
-        if v is not None
-    }
-    settings = load_config(RLSettings, config, [f"{k}={v}" for k, v in flags.items()] + list(overrides or []))
-    path = run_rl(settings)
+    flags = {"algo": algo, "model": model, "prompts": prompts, "out": out}
+    path = run_rl(_settings(RLSettings, config, flags, overrides))
     console.print(
         f"[green]saved[/green] {path} (curves: {path / 'rl_curves.png'}, metrics: {path / 'log_history.jsonl'})"
     )
@@ -94,13 +100,11 @@ def dpo_command(
     data: Annotated[
         Path | None, typer.Option("--data", "-d", help="Preference pairs JSONL (from 'rulewise data srpo').")
     ] = None,
-    out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Output directory; rerun to resume.")
-    ] = None,
+    out: OutOption = None,
     model: Annotated[
         str | None, typer.Option("--model", "-m", help="Starting checkpoint (the RW model) or 'default'.")
     ] = None,
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML with any DPO setting.")] = None,
+    config: ConfigOption = None,
     overrides: Annotated[
         list[str] | None,
         typer.Option("--set", help="key=value override, e.g. beta=0.05 or lora.enabled=true."),
@@ -111,12 +115,7 @@ def dpo_command(
     Example: rulewise train dpo --data data/srpo.jsonl --model runs/rw --out runs/srpo --set beta=0.1
     """
     quiet_libraries()
-    from rulewise.config import load_config
     from rulewise.training.dpo import DPOSettings, run_dpo
 
-    flags = {k: str(v) for k, v in (("data", data), ("out", out), ("model", model)) if v is not None}
-    settings = load_config(
-        DPOSettings, config, [f"{k}={v}" for k, v in flags.items()] + list(overrides or [])
-    )
-    path = run_dpo(settings)
+    path = run_dpo(_settings(DPOSettings, config, {"data": data, "out": out, "model": model}, overrides))
     console.print(f"[green]saved[/green] {path} (curves: {path / 'dpo_curves.png'})")

@@ -1,4 +1,4 @@
-"""The two data-synthesis jobs, as functions the CLI and the recipe runner share.
+"""The two ASCL data-synthesis jobs, as functions the CLI and the recipe runner share.
 
 ``bc`` writes ASCL trajectories (the tool offered, the teacher decides whether to call it);
 ``context-distill`` writes the baseline (rules pasted into the teacher's context, removed from
@@ -7,11 +7,9 @@ what is stored). Both resume: prompts already in ``out`` (or its rejected file) 
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
-from rulewise.data.prompt_set import spread_over_kinds
 from rulewise.data.synthesis import SynthesisReport, load_prompts, synthesize
 from rulewise.errors import RulewiseError
 from rulewise.generation.prompts import PLAIN_SYSTEM_PROMPT
@@ -20,7 +18,7 @@ ProgressHooks = Callable[[int], Callable[[], None]]
 """Called with the number of prompts; returns the per-prompt progress callback."""
 
 
-def _no_progress(_total: int) -> Callable[[], None]:
+def no_progress(_total: int) -> Callable[[], None]:
     return lambda: None
 
 
@@ -31,7 +29,7 @@ def synthesize_bc(
     teacher: str = "scripted",
     rulebook: str = "default",
     paraphrase: str | None = None,
-    progress: ProgressHooks = _no_progress,
+    progress: ProgressHooks = no_progress,
 ) -> SynthesisReport:
     """Behaviour-cloning trajectories from ``teacher``, judge-filtered, appended to ``out``."""
     from transformers.utils import get_json_schema
@@ -59,7 +57,7 @@ def synthesize_context_distill(
     *,
     teacher: str = "scripted",
     rulebook: str = "default",
-    progress: ProgressHooks = _no_progress,
+    progress: ProgressHooks = no_progress,
 ) -> SynthesisReport:
     """The context-distillation baseline: generated with every rule in context, stored without."""
     from rulewise.data.teachers import ContextDistillTeacher, build_teacher, rules_context
@@ -71,109 +69,4 @@ def synthesize_context_distill(
     inner = build_teacher(teacher, book, use_tools=False, system_prompt=system)
     return synthesize(
         items, ContextDistillTeacher(inner, book), out, tools=[], on_progress=progress(len(items))
-    )
-
-
-def synthesize_rw(
-    prompts: str | Path,
-    out: str | Path,
-    *,
-    teacher: str = "scripted",
-    rulebook: str = "default",
-    shortest_of: int = 1,
-    progress: ProgressHooks = _no_progress,
-) -> SynthesisReport:
-    """SaRO reasoning-style warm-up data: long policy-grounded chains (see ``rulewise.saro.rw``).
-
-    ``shortest_of`` > 1 draws that many chains per prompt and keeps the shortest accepted one.
-    """
-    from rulewise.data.scripted_teacher import ScriptedTeacher
-    from rulewise.data.teachers import ContextDistillTeacher, build_teacher, rules_context
-    from rulewise.rules import load_rulebook, make_consult_tool
-    from rulewise.rules.retrieval import build_retriever
-    from rulewise.saro.rw import RW_TEACHER_PROMPT, VARIANTS, ScriptedRWTeacher, ShortestAccepted
-
-    if shortest_of < 1:
-        raise RulewiseError("shortest_of must be at least 1", field="shortest_of")
-    items = load_prompts(prompts)
-    book = load_rulebook(rulebook)
-    if teacher == "scripted":
-        base = ScriptedTeacher(book, make_consult_tool(build_retriever(book)))
-        # The scripted draws are its verbosity variants, longest first: one draw = the full chain.
-        draws = [ScriptedRWTeacher(base, variant=v) for v in range(min(shortest_of, VARIANTS))]
-    else:
-        inner = build_teacher(
-            teacher, book, use_tools=False, system_prompt=RW_TEACHER_PROMPT + rules_context(book)
-        )
-        draws = [ContextDistillTeacher(inner, book) for _ in range(shortest_of)]
-    draws_path = Path(out).with_name(Path(out).stem + ".draws.jsonl")  # each draw kept as it is made
-    chosen = (
-        draws[0]
-        if len(draws) == 1
-        else ShortestAccepted(draws, name=f"shortest-of-{shortest_of}:{teacher}", draws_path=draws_path)
-    )
-    return synthesize(items, chosen, out, tools=[], on_progress=progress(len(items)))
-
-
-def synthesize_srpo_pairs(
-    model: str,
-    prompts: str | Path,
-    out: str | Path,
-    *,
-    samples: int = 4,
-    branches: int = 2,
-    splitter: str = "paragraphs",
-    temperature: float = 0.8,
-    max_new_tokens: int = 256,
-    prompts_per_batch: int = 4,
-    limit: int | None = None,
-    rulebook: str = "default",
-    precision: str = "auto",
-    progress: ProgressHooks = _no_progress,
-):
-    """SRPO preference pairs from ``model``'s own chains (see ``rulewise.saro.pairs``); resumable."""
-    from rulewise.data.scripted_teacher import ScriptedTeacher
-    from rulewise.generation.backends import HFBackend, SamplingConfig
-    from rulewise.models import load_model
-    from rulewise.rules import load_rulebook, make_consult_tool
-    from rulewise.rules.retrieval import build_retriever
-    from rulewise.saro.pairs import build_pairs
-
-    if samples < 2 or branches < 1:
-        raise RulewiseError("samples must be ≥ 2 and branches ≥ 1", field="samples")
-    items = load_prompts(prompts)
-    if limit is not None:
-        items = spread_over_kinds(items, limit)
-    book = load_rulebook(rulebook)
-    teacher = ScriptedTeacher(book, make_consult_tool(build_retriever(book)))
-    import torch
-
-    loaded = load_model(model)
-    backend = HFBackend(
-        loaded.model, loaded.tokenizer, sampling=SamplingConfig(temperature=temperature), precision=precision
-    )
-    system = {"role": "system", "content": PLAIN_SYSTEM_PROMPT}
-
-    def render(prompt) -> str:
-        return loaded.tokenizer.apply_chat_template(
-            [system, {"role": "user", "content": prompt.prompt}], add_generation_prompt=True, tokenize=False
-        )
-
-    def sample(texts: list[str]) -> list[str]:
-        # seeded by what is asked, not by what came before: a resumed run draws what an
-        # uninterrupted one drew for the same chunk
-        torch.manual_seed(int(hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:12], 16))
-        return [c.text for c in backend.complete(texts, max_new_tokens, stop_at_tool_call=False)]
-
-    return build_pairs(
-        items,
-        render=render,
-        sample=sample,
-        teacher=teacher,
-        out=out,
-        samples=samples,
-        branches=branches,
-        splitter=splitter,  # type: ignore[arg-type]
-        prompts_per_batch=prompts_per_batch,
-        on_progress=progress(len(items)),
     )

@@ -44,10 +44,14 @@ RESULTS_FILE, GENERATIONS_FILE, METRICS_FILE, CONFIG_FILE, REPORT_FILE = (
 class BenchSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str
-    source: str
-    layout: str | None = None
-    limit: int | None = Field(default=None, ge=1)  # overrides EvalConfig.limit for this benchmark
+    name: str = Field(description="the benchmark's name in reports")
+    source: str = Field(
+        description="a local CSV/JSON/JSONL file, or a Hub dataset id where the Hub is reachable"
+    )
+    layout: str | None = Field(
+        default=None, description="column layout when the name is not one (strongreject, custom, ...)"
+    )
+    limit: int | None = Field(default=None, ge=1, description="items from this benchmark (overrides limit)")
 
 
 class EvalConfig(BaseModel):
@@ -55,29 +59,51 @@ class EvalConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model: str = "default"
-    benches: list[BenchSpec] = Field(min_length=1)
-    limit: int | None = Field(default=None, ge=1)
-    seed: int = 0
-    judge: str = "refusal"
-    use_tools: bool = True
-    rulebook: str = "default"
-    retriever: RetrieverKind = "bm25"
-    top_k: int = Field(default=RULES_PER_CALL, ge=1)
-    max_new_tokens: int = Field(default=256, ge=1)
-    max_tool_calls: int = Field(default=2, ge=0)
-    temperature: float = Field(default=0.0, ge=0.0)
-    # k answers per prompt, sampled at ``temperature`` (> 0): safety and compliance become avg@k,
-    # and worst-of-k counts a prompt only when all k samples were handled right
-    samples: int = Field(default=1, ge=1)
+    model: str = Field(
+        default="default", description="the model: 'default', a checkpoint directory or a Hub id"
+    )
+    benches: list[BenchSpec] = Field(
+        min_length=1,
+        description="benchmarks: NAME=PATH or NAME:LAYOUT=PATH, optionally NAME@N=PATH for N items",
+    )
+    limit: int | None = Field(
+        default=None, ge=1, description="items per benchmark (seeded subsample; twins kept)"
+    )
+    seed: int = Field(default=0, description="seed of the subsample and of sampling")
+    judge: str = Field(default="refusal", description="'refusal' (offline content judge) or openai:MODEL@URL")
+    use_tools: bool = Field(
+        default=True, description="offer consult_safety_rules (off: the model answers alone)"
+    )
+    rulebook: str = Field(
+        default="default", description="the rulebook the tool retrieves from (YAML/JSON path)"
+    )
+    retriever: RetrieverKind = Field(
+        default="bm25", description="rule ranking: bm25 or dense (sentence-transformers)"
+    )
+    top_k: int = Field(default=RULES_PER_CALL, ge=1, description="rules returned per tool call")
+    max_new_tokens: int = Field(default=256, ge=1, description="new tokens per assistant turn")
+    max_tool_calls: int = Field(default=2, ge=0, description="tool calls allowed per conversation")
+    temperature: float = Field(default=0.0, ge=0.0, description="0: greedy decoding")
+    samples: int = Field(
+        default=1,
+        ge=1,
+        description="answers per prompt, sampled at temperature > 0: safety and compliance become avg@k, and "
+        "worst-of-k counts a prompt only when all k samples were handled right",
+    )
     # Off by default: transformers' penalty applies to every token already in the context, the
     # prompt included, so a trained student's decision words that also occur in the system
     # prompt ("only" in "Refuse only what the rules forbid") lose out. At 1.1 it turned the BC
     # student's "This request only sounds sensitive" into "...asks for real help to cause
-    # serious harm" on every look-alike of the dev split (README, issue #4's runs).
-    repetition_penalty: float = Field(default=1.0, ge=1.0)
-    system_prompt: str | None = None
-    backend: BackendKind = "hf"  # "vllm": continue the rendered prompts with vLLM (GPU)
+    # serious harm" on every look-alike of the dev split (docs/evaluation.md).
+    repetition_penalty: float = Field(
+        default=1.0,
+        ge=1.0,
+        description="transformers' repetition penalty (1: off); it also punishes tokens of the prompt",
+    )
+    system_prompt: str | None = Field(
+        default=None, description="system prompt (None: ASCL's, or the plain one without tools)"
+    )
+    backend: BackendKind = Field(default="hf", description="'hf' (our continuous batcher) or 'vllm' (GPU)")
 
 
 def load_items(config: EvalConfig) -> list[BenchmarkItem]:

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rulewise.config import apply_override, set_dotted
 from rulewise.errors import RulewiseError
+from rulewise.evaluation.runner import EvalConfig
 from rulewise.fileio import LocatedDocument, load_document, validation_error
 from rulewise.rl.train import RLSettings
 from rulewise.training.dpo import DPOSettings
@@ -148,26 +149,20 @@ class BenchEntry(BaseModel):
     optional: bool = False
 
 
-class EvalStage(BaseModel):
-    """``rulewise eval`` of a model (``base``, ``@STAGE`` or a model spec)."""
-
-    model_config = ConfigDict(extra="forbid")
+class EvalStage(EvalConfig):
+    """``rulewise eval`` of a model (``base``, ``@STAGE`` or a model spec): every eval setting,
+    benchmarks that may be optional, and how to run it."""
 
     kind: Literal["eval"]
     model: str = BASE_MODEL
     label: str | None = Field(default=None, description="name in the report (default: the stage name)")
-    benches: list[str | BenchEntry] = Field(min_length=1)
-    limit: int | None = Field(default=None, ge=1)
-    seed: int = 0
-    judge: str = "refusal"
-    use_tools: bool = True
-    rulebook: str = "default"
-    retriever: Literal["bm25", "dense"] = "bm25"
-    max_new_tokens: int = Field(default=256, ge=1)
-    max_tool_calls: int = Field(default=2, ge=0)
-    batch_size: int = Field(default=16, ge=1)
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
-    backend: Literal["hf", "vllm"] = "hf"
+    benches: list[str | BenchEntry] = Field(  # type: ignore[assignment]
+        min_length=1, description="NAME[:LAYOUT][@N]=PATH specs, or {spec, optional} entries"
+    )
+    batch_size: int = Field(default=16, ge=1, description="conversations generated together")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        default="auto", description="'auto': bf16 weights where the hardware computes bf16 natively"
+    )
 
     def bench_entries(self) -> list[BenchEntry]:
         return [BenchEntry(spec=b) if isinstance(b, str) else b for b in self.benches]
@@ -187,7 +182,9 @@ class ReportStage(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["report"]
-    runs: list[str] = Field(min_length=1, description="@EVAL_STAGE references")
+    runs: list[str] = Field(
+        min_length=1, description="@EVAL_STAGE references, or directories of eval runs made elsewhere"
+    )
 
     def references(self) -> dict[str, str]:
         return {f"runs[{i}]": ref for i, ref in enumerate(self.runs)}

@@ -112,23 +112,8 @@ class StageContext:
             specs.append(BenchSpec(**parsed))
         if not specs:
             raise RulewiseError("no benchmark left to run (all optional ones are missing)", field="benches")
-        config = EvalConfig(
-            model=self.resolve(stage.model),
-            benches=specs,
-            **stage.model_dump(
-                include={
-                    "limit",
-                    "seed",
-                    "judge",
-                    "use_tools",
-                    "rulebook",
-                    "retriever",
-                    "max_new_tokens",
-                    "max_tool_calls",
-                    "backend",
-                }
-            ),
-        )
+        shared = stage.model_dump(include=set(EvalConfig.model_fields) - {"model", "benches"})
+        config = EvalConfig(model=self.resolve(stage.model), benches=specs, **shared)
         return config, skipped
 
 
@@ -181,16 +166,22 @@ def run_stage(ctx: StageContext, name: str) -> None:
     elif isinstance(stage, ReportStage):
         from rulewise.evaluation.report import compare_runs
 
-        run_names = [parse_reference(ref)[0] for ref in stage.runs]  # type: ignore[index]
-        compare_runs(
-            [ctx.stage_dir(run) for run in run_names],
-            out,
-            labels=[ctx.recipe.stages[run].label or run for run in run_names],  # type: ignore[union-attr]
-        )
+        directories, labels = [], []
+        for run in stage.runs:  # @EVAL_STAGE, or the directory of an eval run made elsewhere
+            ref = parse_reference(run)
+            directory = ctx.stage_dir(ref[0]) if ref else Path(run)
+            if not (directory / "results.jsonl").is_file():
+                raise RulewiseError(
+                    "not an eval run directory (no results.jsonl)", path=directory, field="runs"
+                )
+            directories.append(directory)
+            labels.append((ctx.recipe.stages[ref[0]].label or ref[0]) if ref else directory.name)  # type: ignore[union-attr]
+        compare_runs(directories, out, labels=labels)
 
 
 def _run_synthesis(ctx: StageContext, name: str, stage: SynthesisStage) -> None:
-    from rulewise.data.jobs import synthesize_bc, synthesize_context_distill, synthesize_rw
+    from rulewise.data.jobs import synthesize_bc, synthesize_context_distill
+    from rulewise.saro.jobs import synthesize_rw
 
     out = ctx.stage_dir(name) / DATA_FILE
     prompts = ctx.resolve(stage.prompts)
@@ -226,7 +217,7 @@ def _run_synthesis(ctx: StageContext, name: str, stage: SynthesisStage) -> None:
 def _run_pairs(ctx: StageContext, name: str, stage: PairsStage) -> None:
     import json
 
-    from rulewise.data.jobs import synthesize_srpo_pairs
+    from rulewise.saro.jobs import synthesize_srpo_pairs
     from rulewise.saro.pairs import stats_summary
 
     with job_progress(ctx.console, "SRPO pairs") as hooks:

@@ -24,33 +24,75 @@ does not occur gets no weight and changes nothing; a population with one mode ge
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from typing import Literal, Protocol
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 Scope = Literal["group", "batch"]
-ADVANTAGE_ESTIMATORS: dict[str, Callable[..., object]] = {}
 
 
-def register(name: str) -> Callable[[Callable[..., object]], Callable[..., object]]:
-    def decorate(fn: Callable[..., object]) -> Callable[..., object]:
+class AdvantageEstimator(Protocol):
+    """``(rewards, modes, group_size, settings, state) → (advantages, weights)``.
+
+    Shapes: ``rewards`` float [B] (B = groups × ``group_size``, each group contiguous; NaN marks
+    a rollout no reward function scored), ``modes`` bool [B] (True = consulted); both cover the
+    whole batch gathered from every process. Returns ``advantages`` [B] (0 for unscored rollouts)
+    and the per-rollout ``weights`` [B] applied to GRPO-style advantages (ones when none are).
+    """
+
+    def __call__(
+        self,
+        rewards: torch.Tensor,
+        modes: torch.Tensor,
+        group_size: int,
+        settings: IFPOSettings,
+        state: IFPOState | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+ADVANTAGE_ESTIMATORS: dict[str, AdvantageEstimator] = {}
+
+
+def register(name: str) -> Callable[[AdvantageEstimator], AdvantageEstimator]:
+    """Add an estimator under ``name``; a name registered twice is an error, not an override."""
+
+    def decorate(fn: AdvantageEstimator) -> AdvantageEstimator:
+        if name in ADVANTAGE_ESTIMATORS:
+            raise ValueError(f"advantage estimator {name!r} is already registered")
         ADVANTAGE_ESTIMATORS[name] = fn
         return fn
 
     return decorate
 
 
-@register("grpo")
+def get_estimator(name: str) -> AdvantageEstimator:
+    """The estimator registered as ``name``; an unknown name lists the known ones."""
+    try:
+        return ADVANTAGE_ESTIMATORS[name]
+    except KeyError:
+        known = ", ".join(sorted(ADVANTAGE_ESTIMATORS))
+        raise ValueError(f"unknown advantage estimator {name!r}; known: {known}") from None
+
+
 def grpo_advantages(
     rewards: torch.Tensor, group_size: int, *, scale: bool = True, eps: float = 1e-4
 ) -> torch.Tensor:
-    """Group-relative advantages, computed exactly as TRL's GRPOTrainer does (unbiased std)."""
+    """Group-relative advantages exactly as TRL's GRPOTrainer computes them (``scale_rewards:
+    group``): NaN rewards are left out of their group's mean and unbiased std, and get 0."""
     grouped = rewards.view(-1, group_size)
-    advantages = grouped - grouped.mean(dim=1, keepdim=True)
+    advantages = grouped - grouped.nanmean(dim=1, keepdim=True)
     if scale:
-        advantages = advantages / (grouped.std(dim=1, keepdim=True) + eps)
-    return advantages.reshape(-1)
+        advantages = advantages / (_nanstd(grouped) + eps)
+    return torch.nan_to_num(advantages.reshape(-1), nan=0.0)
+
+
+def _nanstd(grouped: torch.Tensor) -> torch.Tensor:
+    """Unbiased std of each row over its non-NaN entries (TRL's ``nanstd``, row-wise)."""
+    mean = grouped.nanmean(dim=1, keepdim=True)
+    count = (~grouped.isnan()).sum(dim=1, keepdim=True)
+    variance = ((grouped - mean) ** 2).nansum(dim=1, keepdim=True) / (count - 1)
+    return variance.sqrt()
 
 
 class IFPOSettings(BaseModel):
@@ -58,11 +100,20 @@ class IFPOSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    alpha: float = Field(default=0.5, ge=0)
-    scope: Scope = "batch"
-    ema: float = Field(default=0.0, ge=0, lt=1)  # 0: no smoothing; 0.9: remember earlier steps (batch scope)
-    w_min: float = Field(default=0.2, gt=0, le=1)
-    w_max: float = Field(default=5.0, ge=1)
+    alpha: float = Field(default=0.5, ge=0, description="strength: weight = share^-alpha; 0 is exactly GRPO")
+    scope: Scope = Field(
+        default="batch", description="population a mode's share is taken over: batch or group"
+    )
+    ema: float = Field(
+        default=0.0,
+        ge=0,
+        lt=1,
+        description="smooth the batch share across steps (0: off; 0.9 remembers ~10 steps)",
+    )
+    w_min: float = Field(default=0.2, gt=0, le=1, description="lower clip of a weight")
+    w_max: float = Field(
+        default=5.0, ge=1, description="upper clip of a weight (bounds a rare rollout's push)"
+    )
 
 
 def mode_frequencies(modes: torch.Tensor, group_size: int, scope: Scope) -> torch.Tensor:
@@ -105,7 +156,6 @@ class IFPOState:
         return self.share_consulted
 
 
-@register("ifpo")
 def ifpo_advantages(
     advantages: torch.Tensor,
     modes: torch.Tensor,
@@ -155,3 +205,47 @@ def mode_statistics(
         if selected.any():
             stats[f"consult_rate/{name}"] = modes[selected].float().mean().item()
     return stats
+
+
+@register("grpo")
+def grpo_estimator(
+    rewards: torch.Tensor,
+    modes: torch.Tensor,
+    group_size: int,
+    settings: IFPOSettings,
+    state: IFPOState | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """GRPO: each rollout's reward against its group's mean, in units of the group's std."""
+    return grpo_advantages(rewards, group_size), torch.ones_like(rewards)
+
+
+@register("dr_grpo")
+def dr_grpo_estimator(
+    rewards: torch.Tensor,
+    modes: torch.Tensor,
+    group_size: int,
+    settings: IFPOSettings,
+    state: IFPOState | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Dr. GRPO's advantage (Liu et al., 2025, "Understanding R1-Zero-Like Training"): the
+    reward minus its group's mean, *not* divided by the group's std.
+
+    Why have it: dividing by the std scales every group to the same spread, so a group whose
+    rewards barely differ (a full refusal at 1.0 against a bare one at 0.5) pushes as hard as a
+    group split between refusing and complying (1.0 against 0.0); without it, a prompt's push
+    grows with how much its outcomes differ. (Dr. GRPO also drops the per-sequence length
+    normalisation of the loss: TRL's ``loss_type: dr_grpo``.)
+    """
+    return grpo_advantages(rewards, group_size, scale=False), torch.ones_like(rewards)
+
+
+@register("ifpo")
+def ifpo_estimator(
+    rewards: torch.Tensor,
+    modes: torch.Tensor,
+    group_size: int,
+    settings: IFPOSettings,
+    state: IFPOState | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """IFPO: GRPO's advantages rebalanced by the inverse frequency of each rollout's mode."""
+    return ifpo_advantages(grpo_advantages(rewards, group_size), modes, group_size, settings, state)

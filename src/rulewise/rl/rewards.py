@@ -16,6 +16,12 @@
   request no rule concerns), 0 when it did not; other prompts → None. Unlike ``consult_cost``
   it never rewards skipping the rules on a request that needs them (a flat cost taught a
   student to skip them on harmful requests too). Weight 0 unless set.
+- ``benign_consult``: −1 when the rollout consulted on any request labelled benign — plain
+  tasks, maths *and* look-alikes — 0 when it did not; harmful requests → None. The cost of the
+  IFPO simulation's over-consulting scenario: a consultation whose answer would have been the
+  same help without it. It charges look-alikes too, so it trades the rule's help in telling
+  them apart against tokens; like ``needless_consult`` it never pays for skipping the rules on
+  a harmful request. Weight 0 unless set.
 
 :func:`build_reward_functions` wraps them in the signature TRL's GRPOTrainer calls, and each
 component is logged under its own name (``rewards/<name>/mean``).
@@ -26,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from rulewise.evaluation.judges import Judge, math_correct
 from rulewise.evaluation.judges.refusal import offers_safe_help
@@ -40,11 +46,23 @@ class RewardWeights(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    safety: float = 1.0
-    utility: float = 1.0
-    format: float = 0.2
-    consult_cost: float = 0.0
-    needless_consult: float = 0.0
+    safety: float = Field(
+        default=1.0, description="refuse harmful requests (with a safe alternative), answer benign ones"
+    )
+    utility: float = Field(default=1.0, description="maths answers checked with math-verify")
+    format: float = Field(
+        default=0.2, description="share of well-formedness checks passed (closed think, valid call, ...)"
+    )
+    consult_cost: float = Field(
+        default=0.0, description="-1 per consulting rollout, on every prompt (ablation)"
+    )
+    needless_consult: float = Field(
+        default=0.0, description="-1 for consulting on a plain task or maths problem"
+    )
+    benign_consult: float = Field(
+        default=0.0,
+        description="-1 for consulting on any benign request, look-alikes included; never on harmful",
+    )
 
 
 def safety_reward(rollout: Rollout, *, prompt: str, harmful: bool, judge: Judge) -> float:
@@ -84,6 +102,12 @@ def needless_consult_reward(rollout: Rollout, *, kind: str) -> float | None:
     return -1.0 if rollout.consulted else 0.0
 
 
+def benign_consult_reward(rollout: Rollout, *, harmful: bool) -> float | None:
+    if harmful:
+        return None
+    return -1.0 if rollout.consulted else 0.0
+
+
 def _user_text(prompt: Any) -> str:
     if isinstance(prompt, str):
         return prompt
@@ -114,12 +138,18 @@ def build_reward_functions(
     def needless_consult(rollout: list[Rollout], kind: list[str], **_: Any) -> list[float | None]:
         return [needless_consult_reward(r, kind=k) for r, k in zip(rollout, kind, strict=True)]
 
+    def benign_consult(rollout: list[Rollout], label: list[str], **_: Any) -> list[float | None]:
+        return [
+            benign_consult_reward(r, harmful=lab == "harmful") for r, lab in zip(rollout, label, strict=True)
+        ]
+
     components = {
         "safety": safety,
         "utility": utility,
         "format": format,
         "consult_cost": consult_cost,
         "needless_consult": needless_consult,
+        "benign_consult": benign_consult,
     }
     chosen = [(fn, getattr(weights, name)) for name, fn in components.items() if getattr(weights, name) != 0]
     return [fn for fn, _ in chosen], [w for _, w in chosen]

@@ -13,9 +13,9 @@ from IFPO, and a real run cannot say what the *right* consult rate is. Here it i
   learning to consult on harmful prompts also raises the benign rate — the drift IFPO is
   meant to resist.
 
-Each step samples ``prompts`` prompts × ``group`` rollouts, computes advantages with the real
-:func:`rulewise.rl.advantages.grpo_advantages` and, for IFPO, rebalances them with the real
-:func:`rulewise.rl.advantages.ifpo_advantages`, then takes an exact policy-gradient step (the
+Each step samples ``prompts`` prompts × ``group`` rollouts, computes advantages with the
+trainer's own registered estimators (``grpo``, or ``ifpo``: :mod:`rulewise.rl.advantages`),
+then takes an exact policy-gradient step (the
 mean of ``advantage · ∇ log π(mode)``, as GRPO's loss averages over rollouts).
 """
 
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
-from rulewise.rl.advantages import IFPOSettings, IFPOState, grpo_advantages, ifpo_advantages
+from rulewise.rl.advantages import IFPOSettings, IFPOState, get_estimator
 
 LOOKALIKE_SIMILARITY = 0.6
 
@@ -70,6 +70,7 @@ def expected_reward(config: SimulationConfig, kind: str, p_consult: float) -> fl
 
 def simulate(config: SimulationConfig, ifpo: IFPOSettings | None = None) -> Trace:
     """Train the bandit policy with GRPO (``ifpo=None``) or IFPO; deterministic for a seed."""
+    estimator = get_estimator("grpo" if ifpo is None else "ifpo")  # the trainer's own estimators
     generator = torch.Generator().manual_seed(config.seed)
     start = math.log(config.start_consult / (1 - config.start_consult))
     theta = torch.tensor([start, 0.0], dtype=torch.float64)
@@ -96,9 +97,7 @@ def simulate(config: SimulationConfig, ifpo: IFPOSettings | None = None) -> Trac
         rollout_kinds = [k for k in kinds for _ in range(config.group)]
         success = torch.tensor([config.reward(k, bool(m)) for k, m in zip(rollout_kinds, modes, strict=True)])
         rewards = (torch.rand(len(p), generator=generator, dtype=torch.float64) < success).double()
-        advantages = grpo_advantages(rewards, config.group)
-        if ifpo is not None:
-            advantages, _ = ifpo_advantages(advantages, modes, config.group, ifpo, state)
+        advantages, _ = estimator(rewards, modes, config.group, ifpo or IFPOSettings(), state)
         # d log pi(mode) / d logit = mode - p; d logit / d theta = (1, x)
         score = modes.double() - p
         gradient = torch.stack([(advantages * score).mean(), (advantages * score * features).mean()])

@@ -13,12 +13,13 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from rulewise.errors import RulewiseError
-from rulewise.rl.advantages import IFPOSettings
+from rulewise.rl.advantages import IFPOSettings, get_estimator
 from rulewise.rl.rewards import RewardWeights
 from rulewise.rules.tool import RULES_PER_CALL
+from rulewise.training.settings import TrainingSettings, job_default
 
 if TYPE_CHECKING:
     from rulewise.models import LoadedModel
@@ -33,18 +34,23 @@ CURVE_KEYS = [
 ]
 
 
-class RLSettings(BaseModel):
+class RLSettings(TrainingSettings):
     """Everything ``rulewise train rl`` reads from ``--config`` and ``--set``."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    algo: Literal["ifpo", "grpo"] = "ifpo"  # grpo = IFPO with alpha 0 (same logging)
-    model: str
-    prompts: str
-    out: str
-    max_steps: int = Field(default=20, ge=1)
-    prompts_per_step: int = Field(default=4, ge=1)
-    group_size: int = Field(default=4, ge=2)
+    algo: str = Field(
+        default="ifpo",
+        description="the advantage estimator, by its registered name (rulewise.rl.advantages): 'ifpo' "
+        "(GRPO rebalanced by inverse mode frequency), 'grpo', 'dr_grpo' (GRPO without the std division)",
+    )
+    model: str = Field(description="the policy to start from: an SFT checkpoint directory (or 'default')")
+    prompts: str = Field(description="training prompts (the prompt-set JSONL `rulewise data prompts` writes)")
+    max_steps: int = Field(
+        default=20, ge=1, description="optimiser steps, each on one batch of fresh rollouts"
+    )
+    prompts_per_step: int = Field(
+        default=4, ge=1, description="prompts per optimiser step, over all processes"
+    )
+    group_size: int = Field(default=4, ge=2, description="rollouts per prompt (the GRPO group)")
     micro_batch_size: int = Field(
         default=4, ge=1, description="rollouts per forward/backward pass; the step accumulates the rest"
     )
@@ -53,32 +59,28 @@ class RLSettings(BaseModel):
         ge=8,
         description="all turns and tool results together (a retrieved rule is about 50 tokens)",
     )
-    max_tool_calls: int = Field(default=1, ge=0)
-    temperature: float = Field(default=1.0, gt=0)
-    top_p: float = Field(default=1.0, gt=0, le=1)
-    learning_rate: float = Field(default=1e-6, gt=0)
+    max_tool_calls: int = Field(default=1, ge=0, description="tool calls allowed per rollout")
+    temperature: float = Field(default=1.0, gt=0, description="sampling temperature of the rollouts")
+    top_p: float = Field(default=1.0, gt=0, le=1, description="nucleus sampling of the rollouts (1: off)")
+    learning_rate: float = job_default("learning_rate", 1e-6, TrainingSettings)
     beta: float = Field(default=0.0, ge=0, description="KL coefficient (0: no reference model)")
-    loss_type: str = "dapo"
-    ifpo: IFPOSettings = IFPOSettings()
-    rewards: RewardWeights = RewardWeights()
-    judge: str = "refusal"
-    rulebook: str = "default"
-    top_k_rules: int = Field(default=RULES_PER_CALL, ge=1)
-    system_prompt: str | None = None
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
-    seed: int = 42
-    logging_steps: int = Field(default=1, ge=1)
-    save_steps: int = Field(default=10, ge=1)
-    save_total_limit: int = Field(default=2, ge=1)
-    gradient_checkpointing: bool = False
-    train_top_layers: int | None = Field(
-        default=None, ge=1, description="train only the last N blocks (CPU speed-up); None trains all"
+    loss_type: str = Field(default="dapo", description="TRL's GRPO loss: dapo, grpo, dr_grpo, bnpo, ...")
+    ifpo: IFPOSettings = Field(
+        default_factory=IFPOSettings, description="IFPO's weighting (used by algo ifpo)"
     )
-    shared_prefix: bool = Field(
-        default=True,
-        description="encode the tokens every row of a batch starts with (system prompt, tool schema, "
-        "prompt) once per batch; exact, falls back to the plain forward when rows share little",
+    rewards: RewardWeights = Field(default_factory=RewardWeights, description="reward component weights")
+    judge: str = Field(
+        default="refusal", description="safety reward's judge: 'refusal' (offline) or openai:MODEL@URL"
     )
+    rulebook: str = Field(
+        default="default", description="the rulebook the tool retrieves from (YAML/JSON path)"
+    )
+    top_k_rules: int = Field(default=RULES_PER_CALL, ge=1, description="rules returned per tool call")
+    system_prompt: str | None = Field(
+        default=None, description="system prompt of the rollouts (None: ASCL's)"
+    )
+    logging_steps: int = job_default("logging_steps", 1, TrainingSettings)
+    save_steps: int = job_default("save_steps", 10, TrainingSettings)
     rollout_engine: Literal["auto", "rulewise", "trl"] = Field(
         default="auto",
         description="who generates rollouts: 'rulewise' = our continuous batcher (keys/values of the shared "
@@ -91,9 +93,15 @@ class RLSettings(BaseModel):
         "a seeded order) instead of shuffled: the built-in train split is 90% sensitive requests, so a "
         "short shuffled run hardly ever shows the policy a prompt it need not consult on",
     )
-    use_vllm: bool = False  # GPU: generate rollouts with vLLM (pip install 'rulewise[vllm]')
-    vllm_mode: Literal["colocate", "server"] = "colocate"
-    vllm_gpu_memory_utilization: float = Field(default=0.3, gt=0, le=1)
+    use_vllm: bool = Field(
+        default=False, description="GPU: generate rollouts with vLLM (pip install 'rulewise[vllm]')"
+    )
+    vllm_mode: Literal["colocate", "server"] = Field(
+        default="colocate", description="vLLM on the training GPUs, or a separate `trl vllm-serve` server"
+    )
+    vllm_gpu_memory_utilization: float = Field(
+        default=0.3, gt=0, le=1, description="share of GPU memory vLLM may take in colocate mode"
+    )
 
     @model_validator(mode="after")
     def _check_rewards(self) -> RLSettings:
@@ -115,9 +123,11 @@ class RLSettings(BaseModel):
             return "trl" if self.use_vllm else "rulewise"
         return self.rollout_engine
 
-    def ifpo_settings(self) -> IFPOSettings:
-        """The weighting to train with: ``grpo`` is IFPO with strength 0."""
-        return self.ifpo if self.algo == "ifpo" else self.ifpo.model_copy(update={"alpha": 0.0})
+    @field_validator("algo")
+    @classmethod
+    def _known_estimator(cls, name: str) -> str:
+        get_estimator(name)  # an unknown name is an error listing the known ones
+        return name
 
 
 def load_rl_dataset(path: str | Path, system_prompt: str, *, balance_kinds: bool = False, seed: int = 0):
@@ -171,8 +181,9 @@ def run_rl(
     from rulewise.rl.trainer import IFPOTrainer
     from rulewise.rules import build_retriever, load_rulebook
     from rulewise.rules.tool import make_consult_tool
-    from rulewise.runtime import describe_precision, use_bf16
-    from rulewise.training.common import device_args, finish_training, last_checkpoint, prepare_for_training
+    from rulewise.runtime import describe_precision
+    from rulewise.training.common import finish_training, last_checkpoint, prepare_for_training
+    from rulewise.training.settings import trl_arguments
     from rulewise.training.shared_prefix import enable_for_trainer
 
     out = Path(settings.out)
@@ -196,33 +207,27 @@ def run_rl(
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     print(describe_precision(settings.precision, device), flush=True)
     args = GRPOConfig(
-        output_dir=str(out),
-        max_steps=settings.max_steps,
-        # One generation batch of all the step's rollouts (groups stay whole, IFPO sees them all),
-        # trained in micro-batches: 16 rollouts of ~800 tokens in one pass need >24 GiB on CPU.
-        per_device_train_batch_size=settings.micro_batch_size,
-        gradient_accumulation_steps=per_process // settings.micro_batch_size,
-        num_generations=settings.group_size,
-        max_completion_length=settings.max_completion_length,
-        max_tool_calling_iterations=settings.max_tool_calls,
-        temperature=settings.temperature,
-        top_p=settings.top_p,
-        learning_rate=settings.learning_rate,
-        beta=settings.beta,
-        loss_type=settings.loss_type,
-        reward_weights=reward_weights,
-        bf16=use_bf16(settings.precision, device),  # GRPOConfig defaults to bf16=True: decide explicitly
-        gradient_checkpointing=settings.gradient_checkpointing,
-        logging_steps=settings.logging_steps,
-        save_strategy="steps",
-        save_steps=settings.save_steps,
-        save_total_limit=settings.save_total_limit,
-        seed=settings.seed,
-        shuffle_dataset=not settings.balance_kinds,  # balanced order is already seeded
-        **device_args(device.type),
-        use_vllm=settings.use_vllm,
-        vllm_mode=settings.vllm_mode,
-        vllm_gpu_memory_utilization=settings.vllm_gpu_memory_utilization,
+        **trl_arguments(
+            settings,
+            GRPOConfig,
+            device.type,
+            # One generation batch of all the step's rollouts (groups stay whole, IFPO sees them
+            # all), trained in micro-batches: 16 rollouts of ~800 tokens in one pass need >24 GiB on CPU.
+            per_device_train_batch_size=settings.micro_batch_size,
+            gradient_accumulation_steps=per_process // settings.micro_batch_size,
+            num_generations=settings.group_size,
+            max_completion_length=settings.max_completion_length,
+            max_tool_calling_iterations=settings.max_tool_calls,
+            temperature=settings.temperature,
+            top_p=settings.top_p,
+            beta=settings.beta,
+            loss_type=settings.loss_type,
+            reward_weights=reward_weights,
+            shuffle_dataset=not settings.balance_kinds,  # balanced order is already seeded
+            use_vllm=settings.use_vllm,
+            vllm_mode=settings.vllm_mode,
+            vllm_gpu_memory_utilization=settings.vllm_gpu_memory_utilization,
+        )
     )
     prepare_for_training(loaded.model, settings.train_top_layers)
     rollouts = EngineRollouts([tool], settings.max_tool_calls) if settings.engine() == "rulewise" else None
@@ -242,7 +247,8 @@ def run_rl(
         # the engine runs the tool itself (TRL would run its own loop on top when given tools)
         tools=None if rollouts else [tool],
         rollout_func=rollouts,
-        ifpo=settings.ifpo_settings(),
+        estimator=get_estimator(settings.algo),
+        ifpo=settings.ifpo,
         callbacks=callbacks,
     )
     if settings.shared_prefix:

@@ -8,13 +8,16 @@ does not do:
 1. after generation, each rollout's model-written turns are a :class:`Rollout` that the reward
    functions receive as the ``rollout`` column (truncated and malformed calls included, which
    TRL's parsed messages drop): built by the engine, or decoded from TRL's tool mask;
-2. after scoring, the advantages of the whole batch are gathered from every process, rebalanced
-   by :func:`ifpo_advantages` (every process computes the same weights from the same gathered
-   data, so ``scope: batch`` really is the global batch) and sliced back;
+2. after scoring, the advantages are recomputed by the registered estimator the run names
+   (:mod:`rulewise.rl.advantages`: ``grpo``, ``dr_grpo``, ``ifpo``) from the whole batch's
+   rewards and modes, gathered from every process (each process computes the same values from
+   the same data, so IFPO's ``scope: batch`` really is the global batch), and sliced back; they
+   replace TRL's own, so TRL's ``scale_rewards`` does not apply;
 3. per step it logs mode frequencies, weights, reward and advantage mass by mode, and the
    consultation rate on harmful and on benign prompts.
 
-With ``alpha = 0`` every weight is 1.0 and training is exactly TRL's GRPO.
+The ``grpo`` estimator computes exactly TRL's advantages (``scale_rewards: group``), and IFPO
+with ``alpha = 0`` gives every weight 1.0, so both train exactly as TRL's GRPO.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from typing import Any
 import torch
 from trl import GRPOTrainer
 
-from rulewise.rl.advantages import IFPOSettings, IFPOState, ifpo_advantages, mode_statistics
+from rulewise.rl.advantages import AdvantageEstimator, IFPOSettings, IFPOState, mode_statistics
 from rulewise.rl.rollout import Rollout, model_written_runs
 
 IFPO_STATE_FILE = "ifpo_state.json"
@@ -35,8 +38,9 @@ IFPO_STATE_FILE = "ifpo_state.json"
 class IFPOTrainer(GRPOTrainer):
     """GRPO with tool rollouts and inverse-frequency mode weighting (see the module docstring)."""
 
-    def __init__(self, *args: Any, ifpo: IFPOSettings, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, estimator: AdvantageEstimator, ifpo: IFPOSettings, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.estimator = estimator
         self.ifpo = ifpo
         self.ifpo_state = IFPOState()
         self._local_rollouts: list[Rollout] = []
@@ -81,15 +85,17 @@ class IFPOTrainer(GRPOTrainer):
         harmful = self.accelerator.gather(
             torch.tensor([example.get("label") == "harmful" for example in inputs], device=device)
         ).bool()
-        advantages = self.accelerator.gather(output["advantages"])
+        # the step's total rewards as TRL forms them (gathered from every process; NaN where no
+        # reward function scored a rollout)
+        rewards = (self._gathered_rewards * self.reward_weights.to(device).unsqueeze(0)).nansum(dim=1)
+        rewards[torch.isnan(self._gathered_rewards).all(dim=1)] = torch.nan
         group_size = self.num_generations if mode == "train" else self.num_generations_eval
         state = self.ifpo_state if mode == "train" else None  # evaluation must not move the EMA
-        rebalanced, weights = ifpo_advantages(advantages, modes, group_size, self.ifpo, state)
+        advantages, weights = self.estimator(rewards, modes, group_size, self.ifpo, state)
         start = self.accelerator.process_index * local_count
-        output["advantages"] = rebalanced[start : start + local_count]
+        output["advantages"] = advantages[start : start + local_count].to(output["advantages"].dtype)
 
-        rewards = (self._gathered_rewards * self.reward_weights.to(device).unsqueeze(0)).nansum(dim=1)
-        for name, value in mode_statistics(modes, harmful, weights, rewards, rebalanced).items():
+        for name, value in mode_statistics(modes, harmful, weights, rewards, advantages).items():
             self._metrics[mode][name].append(value)
         return output
 

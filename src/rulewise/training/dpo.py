@@ -10,48 +10,28 @@ and the preference accuracy.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from rulewise.errors import RulewiseError
 from rulewise.fileio import iter_jsonl
-from rulewise.training.sft import LoraSettings
+from rulewise.training.settings import SupervisedSettings, job_default
 
 CURVE_KEYS = ["loss", "rewards/margins", "rewards/accuracies", "rewards/chosen", "rewards/rejected"]
 
 
-class DPOSettings(BaseModel):
+class DPOSettings(SupervisedSettings):
     """Everything ``rulewise train dpo`` reads from ``--config`` and ``--set``."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    model: str = "default"
-    data: str
-    out: str
-    beta: float = Field(default=0.1, gt=0)
+    data: str = Field(description="preference pairs (TRL's conversational prompt/chosen/rejected JSONL)")
+    beta: float = Field(default=0.1, gt=0, description="strength of the pull towards the reference model")
     loss_type: str = Field(default="sigmoid", description="TRL loss: sigmoid (DPO), ipo, hinge, robust, ...")
-    epochs: float = Field(default=1.0, gt=0)
-    max_steps: int = -1
-    learning_rate: float = Field(default=5e-6, gt=0)
-    lr_scheduler: str = "cosine"
-    warmup: float = Field(default=0.1, ge=0)
-    batch_size: int = Field(default=2, ge=1)
-    grad_accum: int = Field(default=1, ge=1)
-    max_length: int = Field(default=1024, ge=32)
-    seed: int = 42
-    logging_steps: int = Field(default=1, ge=1)
-    save_steps: int = Field(default=20, ge=1)
-    save_total_limit: int = Field(default=2, ge=1)
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
-    gradient_checkpointing: bool = False
-    train_top_layers: int | None = Field(default=None, ge=1)
-    shared_prefix: bool = Field(
-        default=True,
-        description="encode the tokens every row of a batch starts with (system prompt, tool schema, "
-        "prompt) once per batch; exact, falls back to the plain forward when rows share little",
-    )
-    lora: LoraSettings = LoraSettings()
+    learning_rate: float = job_default("learning_rate", 5e-6)
+    warmup: float = job_default("warmup", 0.1)
+    batch_size: int = job_default("batch_size", 2)
+    logging_steps: int = job_default("logging_steps", 1)
+    save_steps: int = job_default("save_steps", 20)
 
 
 def load_preference_dataset(path: str | Path):
@@ -88,8 +68,9 @@ def run_dpo(settings: DPOSettings, *, callbacks: list[Any] | None = None) -> Pat
     from trl import DPOConfig, DPOTrainer
 
     from rulewise.models import load_model
-    from rulewise.runtime import describe_precision, use_bf16
-    from rulewise.training.common import device_args, finish_training, last_checkpoint, prepare_for_training
+    from rulewise.runtime import describe_precision
+    from rulewise.training.common import finish_training, last_checkpoint, prepare_for_training
+    from rulewise.training.settings import trl_arguments
     from rulewise.training.shared_prefix import enable_for_trainer
 
     out = Path(settings.out)
@@ -98,38 +79,10 @@ def run_dpo(settings: DPOSettings, *, callbacks: list[Any] | None = None) -> Pat
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     print(describe_precision(settings.precision, device), flush=True)
     args = DPOConfig(
-        output_dir=str(out),
-        beta=settings.beta,
-        loss_type=[settings.loss_type],
-        max_length=settings.max_length,
-        num_train_epochs=settings.epochs,
-        max_steps=settings.max_steps,
-        learning_rate=settings.learning_rate,
-        lr_scheduler_type=settings.lr_scheduler,
-        warmup_steps=settings.warmup,
-        per_device_train_batch_size=settings.batch_size,
-        gradient_accumulation_steps=settings.grad_accum,
-        activation_checkpointing=settings.gradient_checkpointing,
-        bf16=use_bf16(settings.precision, device),
-        logging_steps=settings.logging_steps,
-        save_strategy="steps",
-        save_steps=settings.save_steps,
-        save_total_limit=settings.save_total_limit,
-        seed=settings.seed,
-        **device_args(device.type),
+        **trl_arguments(settings, DPOConfig, device.type, beta=settings.beta, loss_type=[settings.loss_type])
     )
-    peft_config, reference = None, None
-    if settings.lora.enabled:
-        from peft import LoraConfig
-
-        peft_config = LoraConfig(
-            r=settings.lora.r,
-            lora_alpha=settings.lora.alpha,
-            lora_dropout=settings.lora.dropout,
-            target_modules=settings.lora.target_modules,
-            task_type="CAUSAL_LM",
-        )
-    else:
+    peft_config, reference = settings.lora.peft_config(), None
+    if peft_config is None:
         # TRL would rebuild the reference from the config's Hub id; the default model is a GGUF.
         reference = load_model(settings.model).model.eval()
     prepare_for_training(loaded.model, settings.train_top_layers)

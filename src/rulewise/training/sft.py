@@ -9,63 +9,37 @@ the tool chat template, plus ``loss.png`` and ``log_history.jsonl``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from rulewise.errors import RulewiseError
 from rulewise.fileio import iter_jsonl
+from rulewise.training.settings import SupervisedSettings
 
 
-class LoraSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    enabled: bool = False
-    r: int = Field(default=16, ge=1)
-    alpha: int = Field(default=32, ge=1)
-    dropout: float = Field(default=0.05, ge=0.0, lt=1.0)
-    target_modules: list[str] | Literal["all-linear"] = "all-linear"
-
-
-class SFTSettings(BaseModel):
+class SFTSettings(SupervisedSettings):
     """Everything ``rulewise train sft`` reads from ``--config`` and ``--set``."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    model: str = "default"
-    data: str
-    out: str
-    epochs: float = Field(default=1.0, gt=0)
-    max_steps: int = -1  # > 0 overrides epochs
-    learning_rate: float = Field(default=5e-5, gt=0)
-    lr_scheduler: str = "cosine"
-    warmup: float = Field(
-        default=0.05, ge=0, description="a fraction of training if < 1, else a number of steps"
-    )
-    weight_decay: float = Field(default=0.0, ge=0)
-    batch_size: int = Field(default=8, ge=1)
-    grad_accum: int = Field(default=1, ge=1)
-    max_length: int = Field(default=1024, ge=32)
-    seed: int = 42
-    logging_steps: int = Field(default=5, ge=1)
-    save_steps: int = Field(default=50, ge=1)
-    save_total_limit: int = Field(default=2, ge=1)
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
-    gradient_checkpointing: bool = False  # saves memory on big models; slows small CPU runs
-    group_by_length: bool = True  # similar lengths per batch (less padding), batches in random order
-    train_top_layers: int | None = Field(
-        default=None, ge=1, description="train only the last N blocks (CPU speed-up); None trains all"
-    )
-    shared_prefix: bool = Field(
+    group_by_length: bool = Field(
         default=True,
-        description="encode the tokens every row of a batch starts with (system prompt, tool schema, "
-        "prompt) once per batch; exact, falls back to the plain forward when rows share little",
+        description="batches of similar length (less padding), visited in random order (a run stopped "
+        "part-way through an epoch otherwise learns whichever length band it saw last)",
     )
-    lora: LoraSettings = LoraSettings()
+    oversample_direct: int = Field(
+        default=1,
+        ge=1,
+        description="repeat every trajectory that answers without a tool call this many times. ASCL "
+        "data that consults on every sensitive request is ~90% consulting, and a short run then "
+        "learns to consult on everything: the quickstart's 32-step student consulted on 99% of "
+        "plain tasks at 1, on 1 of 6 plain dev tasks at 3",
+    )
 
 
-def load_sft_dataset(path: str | Path):
-    """Records with ``messages`` (and optional ``tools``) as a datasets.Dataset; bad lines are named."""
+def load_sft_dataset(path: str | Path, *, oversample_direct: int = 1):
+    """Records with ``messages`` (and optional ``tools``) as a datasets.Dataset; bad lines are named.
+
+    A record none of whose assistant messages calls a tool appears ``oversample_direct`` times."""
     import datasets
 
     path = Path(path)
@@ -89,7 +63,10 @@ def load_sft_dataset(path: str | Path):
                 line=number,
                 field="tools",
             )
-        rows.append({"messages": messages, "tools": tools})
+        calls = any(
+            m.get("tool_calls") for m in messages if isinstance(m, dict) and m.get("role") == "assistant"
+        )
+        rows.extend([{"messages": messages, "tools": tools}] * (1 if calls else oversample_direct))
     if not rows:
         raise RulewiseError("no training examples", path=path)
     return datasets.Dataset.from_list(rows)
@@ -120,47 +97,22 @@ def run_sft(settings: SFTSettings, *, callbacks: list[Any] | None = None) -> Pat
     from trl import SFTConfig
 
     from rulewise.models import load_model
-    from rulewise.runtime import describe_precision, use_bf16
-    from rulewise.training.common import device_args, finish_training, last_checkpoint, prepare_for_training
+    from rulewise.runtime import describe_precision
+    from rulewise.training.common import finish_training, last_checkpoint, prepare_for_training
+    from rulewise.training.settings import trl_arguments
     from rulewise.training.shared_prefix import enable_for_trainer
 
     out = Path(settings.out)
-    dataset = load_sft_dataset(settings.data)
+    dataset = load_sft_dataset(settings.data, oversample_direct=settings.oversample_direct)
+    if settings.oversample_direct > 1:
+        print(
+            f"SFT rows: {len(dataset)} (trajectories without a tool call repeated {settings.oversample_direct}×)"
+        )
     loaded = load_model(settings.model)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     print(describe_precision(settings.precision, device), flush=True)
-    args = SFTConfig(
-        output_dir=str(out),
-        assistant_only_loss=True,
-        max_length=settings.max_length,
-        num_train_epochs=settings.epochs,
-        max_steps=settings.max_steps,
-        learning_rate=settings.learning_rate,
-        lr_scheduler_type=settings.lr_scheduler,
-        warmup_steps=settings.warmup,
-        weight_decay=settings.weight_decay,
-        per_device_train_batch_size=settings.batch_size,
-        gradient_accumulation_steps=settings.grad_accum,
-        activation_checkpointing=settings.gradient_checkpointing,  # TRL defaults it on; slow for small CPU runs
-        bf16=use_bf16(settings.precision, device),
-        logging_steps=settings.logging_steps,
-        save_strategy="steps",
-        save_steps=settings.save_steps,
-        save_total_limit=settings.save_total_limit,
-        seed=settings.seed,
-        **device_args(device.type),
-    )
-    peft_config = None
-    if settings.lora.enabled:
-        from peft import LoraConfig
-
-        peft_config = LoraConfig(
-            r=settings.lora.r,
-            lora_alpha=settings.lora.alpha,
-            lora_dropout=settings.lora.dropout,
-            target_modules=settings.lora.target_modules,
-            task_type="CAUSAL_LM",
-        )
+    args = SFTConfig(**trl_arguments(settings, SFTConfig, device.type, assistant_only_loss=True))
+    peft_config = settings.lora.peft_config()
     prepare_for_training(loaded.model, settings.train_top_layers)
     trainer = _trainer_class(settings.group_by_length)(
         model=loaded.model,

@@ -1,0 +1,28 @@
+"""The docs stay true to the code: the CLI reference is generated, links resolve, the README is short."""
+
+import importlib.util
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+LINK = re.compile(r"\]\(([^)#\s]+)(#[^)\s]*)?\)")
+
+
+def test_the_cli_reference_is_what_the_app_generates():
+    spec = importlib.util.spec_from_file_location("cli_docs", ROOT / "scripts" / "cli_docs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.render() == (ROOT / "docs" / "cli.md").read_text(), "run scripts/cli_docs.py"
+
+
+def test_relative_links_in_the_readme_and_docs_resolve():
+    broken = []
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for target, _ in LINK.findall(page.read_text(encoding="utf-8")):
+            if "://" not in target and not (page.parent / target).exists():
+                broken.append(f"{page.relative_to(ROOT)} → {target}")
+    assert not broken, broken
+
+
+def test_the_readme_fits_on_a_screen_or_two():
+    assert len((ROOT / "README.md").read_text(encoding="utf-8").splitlines()) <= 200
