@@ -35,8 +35,9 @@ def test_the_recipes_folder_at_the_repository_root_is_the_packaged_one():
         "ascl.yaml",
         "context_distill.yaml",
         "saro.yaml",
+        "sft_dev.yaml",
     ]
-    assert {"ascl", "context_distill", "gpu/ascl-qwen2.5-7b"} <= set(builtin_recipes())
+    assert {"ascl", "context_distill", "sft_dev", "gpu/ascl-qwen2.5-7b"} <= set(builtin_recipes())
 
 
 def test_quickstart_budget_shrinks_the_ascl_recipe():
@@ -352,3 +353,57 @@ def test_a_state_file_from_before_input_hashing_stays_valid(tmp_path, monkeypatc
         stage["fingerprint"] = legacy[name]
     (out / STATE_FILE).write_text(json.dumps(state))
     assert {o.status for o in run_recipe(load_recipe(path), out=out)} == {"cached"}
+
+
+def test_the_documented_new_stage_kind_is_one_class_and_one_registry_line(tmp_path, monkeypatch):
+    """docs/architecture.md's example kind, executed as written: registered with one line, it
+    validates, dry-runs and runs inside a recipe like a built-in kind."""
+    import re
+
+    from rulewise.pipeline.stages import STAGE_KINDS
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "architecture.md").read_text()
+    code = re.search(r"## Adding a stage kind.*?```python\n(.*?)```", doc, re.DOTALL).group(1)
+    namespace: dict = {"__name__": "filter_stage"}
+    exec(compile(code, "architecture.md", "exec", dont_inherit=True), namespace)  # noqa: S102 - the documented example, run as written
+    monkeypatch.setitem(STAGE_KINDS, "filter", namespace["FilterStage"])
+    path = _write(
+        tmp_path,
+        "name: f\nstages:\n  prompts:\n    kind: prompts\n    math_count: 0\n"
+        "  filter:\n    kind: filter\n    prompts: '@prompts/train.jsonl'\n    categories: [privacy]\n",
+    )
+    recipe = load_recipe(path)
+    assert any("reads" in line for line in dry_run(recipe, out=tmp_path / "run"))
+    run_recipe(recipe, out=tmp_path / "run")
+    kept = [
+        json.loads(line) for line in (tmp_path / "run" / "filter" / "train.jsonl").read_text().splitlines()
+    ]
+    assert kept and {p["category"] for p in kept} == {"privacy"}
+
+
+def test_the_ifpo_ablation_benchmark_is_a_valid_recipe(tmp_path, tiny_checkpoint):
+    """benchmarks/ifpo_ablation.py builds its runs as a recipe; it validates and dry-runs."""
+    import argparse
+    import importlib.util
+
+    import yaml
+
+    from rulewise.data.prompt_set import write_prompt_set
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "ifpo_ablation.py"
+    spec = importlib.util.spec_from_file_location("ifpo_ablation", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    write_prompt_set(tmp_path / "prompts", math_count=2)
+    args = argparse.Namespace(
+        sft=tiny_checkpoint, seeds=2, steps=2, prompts_per_step=2, group=2, top_layers=1,
+        learning_rate=1e-5, alpha=1.0, reward=[("benign_consult", 0.3)], eval_limit=4, max_new_tokens=8,
+    )  # fmt: skip
+    path = tmp_path / "ablation.yaml"
+    path.write_text(yaml.safe_dump(module.ablation_recipe(args, tmp_path / "prompts"), sort_keys=False))
+    recipe = load_recipe(path)
+    assert [s for s in recipe.stages if s.startswith("rl-")] == [
+        "rl-grpo-seed0", "rl-ifpo-seed0", "rl-grpo-seed1", "rl-ifpo-seed1"
+    ]  # fmt: skip
+    assert recipe.stages["rl-ifpo-seed1"].rewards.benign_consult == 0.3
+    assert dry_run(recipe, out=tmp_path / "run")

@@ -32,7 +32,11 @@ def _settings_class(job: str) -> type[BaseModel]:
         from rulewise.evaluation.runner import EvalConfig
 
         return EvalConfig
-    raise RulewiseError(f"unknown job {job!r}", hint="one of: sft, rl, dpo, eval")
+    if job == "srpo":
+        from rulewise.saro.jobs import SRPOPairsSettings
+
+        return SRPOPairsSettings
+    raise RulewiseError(f"unknown job {job!r}", hint="one of: sft, rl, dpo, eval, srpo")
 
 
 def settings_rows(model: type[BaseModel], prefix: str = "") -> list[tuple[str, str, str, str]]:
@@ -52,7 +56,7 @@ def settings_rows(model: type[BaseModel], prefix: str = "") -> list[tuple[str, s
 
 @app.command("show")
 def show(
-    job: Annotated[str, typer.Argument(help="sft, rl, dpo or eval.")],
+    job: Annotated[str, typer.Argument(help="sft, rl, dpo, eval or srpo.")],
 ) -> None:
     """Every setting of a job — what `--set key=value`, `--config FILE` and a recipe stage accept.
 

@@ -153,43 +153,38 @@ def srpo_command(
     model: Annotated[str, typer.Option("--model", "-m", help="The RW model (after 'rulewise train sft').")],
     prompts: PromptsOpt,
     out: OutOpt,
-    samples: Annotated[int, typer.Option(min=2, help="Chains sampled per prompt.")] = 4,
-    branches: Annotated[int, typer.Option(min=1, help="Continuations sampled from each shared prefix.")] = 2,
+    samples: Annotated[int | None, typer.Option(help="Chains sampled per prompt (default 4).")] = None,
+    branches: Annotated[
+        int | None, typer.Option(help="Continuations sampled from each shared prefix (default 2).")
+    ] = None,
     splitter: Annotated[
-        str, typer.Option(help="How chains are cut into steps: paragraphs, numbered or sentences.")
-    ] = "paragraphs",
-    temperature: Annotated[float, typer.Option(min=0.01, help="Sampling temperature.")] = 0.8,
-    max_new_tokens: Annotated[int, typer.Option(min=8, help="Token limit per sampled chain.")] = 256,
+        str | None,
+        typer.Option(help="How chains are cut into steps: paragraphs (default), numbered or sentences."),
+    ] = None,
+    temperature: Annotated[float | None, typer.Option(help="Sampling temperature (default 0.8).")] = None,
+    max_new_tokens: Annotated[
+        int | None, typer.Option(help="Token limit per sampled chain (default 256).")
+    ] = None,
     limit: Annotated[
         int | None, typer.Option(min=1, help="Use N prompts, taken in turn from each kind (seeded).")
     ] = None,
 ) -> None:
     """Build SRPO preference pairs (outcome- and process-level) from the RW model's own reasoning.
 
+    Every setting and its default: rulewise config show srpo.
+
     Example: rulewise data srpo --model runs/rw --prompts data/prompts/train.jsonl --out data/srpo.jsonl --limit 60
     """
     import json as _json
 
-    from rulewise.errors import RulewiseError
-    from rulewise.saro.jobs import synthesize_srpo_pairs
+    from rulewise.config import load_config
+    from rulewise.saro.jobs import SRPOPairsSettings, synthesize_srpo_pairs
     from rulewise.saro.pairs import stats_summary
 
-    if splitter not in {"paragraphs", "numbered", "sentences"}:
-        raise RulewiseError(
-            f"unknown splitter '{splitter}'", field="splitter", hint="paragraphs, numbered or sentences"
-        )
+    flags = {"samples": samples, "branches": branches, "splitter": splitter, "temperature": temperature,
+             "max_new_tokens": max_new_tokens, "limit": limit}  # fmt: skip
+    settings = load_config(SRPOPairsSettings, None, [f"{k}={v}" for k, v in flags.items() if v is not None])
     with job_progress(console, f"pairs from {model}") as hooks:
-        stats = synthesize_srpo_pairs(
-            model,
-            prompts,
-            out,
-            samples=samples,
-            branches=branches,
-            splitter=splitter,
-            temperature=temperature,
-            max_new_tokens=max_new_tokens,
-            limit=limit,
-            progress=hooks,
-        )
+        stats = synthesize_srpo_pairs(model, prompts, out, settings, progress=hooks)
     console.print(_json.dumps(stats_summary(stats), indent=2))
     console.print(f"[green]wrote[/green] pairs to {out}")

@@ -14,205 +14,19 @@ every error names the file, line and key (``stages.sft.max_step``).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
 from rulewise.config import apply_override, set_dotted
 from rulewise.errors import RulewiseError
-from rulewise.evaluation.runner import EvalConfig
 from rulewise.fileio import LocatedDocument, load_document, validation_error
-from rulewise.rl.train import RLSettings
-from rulewise.training.dpo import DPOSettings
-from rulewise.training.sft import SFTSettings
-
-REFERENCE = re.compile(r"^@([A-Za-z0-9][A-Za-z0-9_.-]*)(?:/(.+))?$")
-BASE_MODEL = "base"
-
-
-def parse_reference(value: str) -> tuple[str, str | None] | None:
-    """``"@sft"`` → ``("sft", None)``; ``"@prompts/dev.jsonl"`` → ``("prompts", "dev.jsonl")``."""
-    match = REFERENCE.match(value)
-    return (match.group(1), match.group(2)) if match else None
-
-
-class Launcher(BaseModel):
-    """Run a training stage in its own processes with ``accelerate launch`` (multi-GPU, DeepSpeed, FSDP)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    accelerate_config: str | None = Field(default=None, description="accelerate config YAML")
-    num_processes: int = Field(default=1, ge=1)
-
-
-class PromptsStage(BaseModel):
-    """The built-in prompt set with a seeded train/dev split (``@NAME/train.jsonl``, ``@NAME/dev.jsonl``)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    kind: Literal["prompts"]
-    seed: int = 0
-    dev_fraction: float = Field(default=0.15, ge=0.0, le=0.9)
-    math_count: int = Field(default=200, ge=0)
-
-    def references(self) -> dict[str, str]:
-        return {}
-
-
-class SynthesisStage(BaseModel):
-    """Teacher trajectories: ``bc`` (ASCL, tool offered), ``context-distill`` (the baseline) or
-    ``rw`` (SaRO's long policy-grounded reasoning)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    kind: Literal["bc", "context-distill", "rw"]
-    prompts: str = Field(description="prompts JSONL, or @STAGE/train.jsonl")
-    teacher: str = "scripted"
-    rulebook: str = "default"
-    paraphrase: str | None = Field(default=None, description="bc only: openai:MODEL@URL rewriting reasoning")
-    shortest_of: int = Field(default=1, ge=1, description="rw only: keep the shortest accepted of N chains")
-
-    def references(self) -> dict[str, str]:
-        return {"prompts": self.prompts}
-
-
-class SFTStage(SFTSettings):
-    """``rulewise train sft`` with every one of its settings; ``out`` is the stage's directory."""
-
-    kind: Literal["sft"]
-    model: str = BASE_MODEL
-    out: str = ""
-    launcher: Launcher | None = None
-
-    def references(self) -> dict[str, str]:
-        return {"model": self.model, "data": self.data}
-
-
-class RLStage(RLSettings):
-    """``rulewise train rl`` with every one of its settings; ``out`` is the stage's directory."""
-
-    kind: Literal["rl"]
-    out: str = ""
-    launcher: Launcher | None = None
-
-    def references(self) -> dict[str, str]:
-        return {"model": self.model, "prompts": self.prompts}
-
-
-class PairsStage(BaseModel):
-    """SRPO preference pairs sampled from a model (``rulewise data srpo``)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    kind: Literal["srpo"]
-    model: str = Field(description="the RW model: @STAGE or a model spec")
-    prompts: str
-    samples: int = Field(default=4, ge=2)
-    branches: int = Field(default=2, ge=1)
-    splitter: Literal["paragraphs", "numbered", "sentences"] = "paragraphs"
-    temperature: float = Field(default=0.8, gt=0)
-    max_new_tokens: int = Field(default=256, ge=8)
-    prompts_per_batch: int = Field(default=4, ge=1)
-    limit: int | None = Field(
-        default=None, ge=1, description="use N prompts, taken in turn from each kind (seeded)"
-    )
-    rulebook: str = "default"
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
-
-    def references(self) -> dict[str, str]:
-        return {"model": self.model, "prompts": self.prompts}
-
-
-class DPOStage(DPOSettings):
-    """``rulewise train dpo`` with every one of its settings; ``out`` is the stage's directory."""
-
-    kind: Literal["dpo"]
-    model: str = BASE_MODEL
-    out: str = ""
-    launcher: Launcher | None = None
-
-    def references(self) -> dict[str, str]:
-        return {"model": self.model, "data": self.data}
-
-
-class BenchEntry(BaseModel):
-    """A benchmark that may be missing on this machine (e.g. ``../shared/data``): skipped with a note."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    spec: str = Field(description="NAME[:LAYOUT][@N]=PATH, as for rulewise eval --bench")
-    optional: bool = False
-
-
-class EvalStage(EvalConfig):
-    """``rulewise eval`` of a model (``base``, ``@STAGE`` or a model spec): every eval setting,
-    benchmarks that may be optional, and how to run it."""
-
-    kind: Literal["eval"]
-    model: str = BASE_MODEL
-    label: str | None = Field(default=None, description="name in the report (default: the stage name)")
-    benches: list[str | BenchEntry] = Field(  # type: ignore[assignment]
-        min_length=1, description="NAME[:LAYOUT][@N]=PATH specs, or {spec, optional} entries"
-    )
-    batch_size: int = Field(default=16, ge=1, description="conversations generated together")
-    precision: Literal["auto", "fp32", "bf16"] = Field(
-        default="auto", description="'auto': bf16 weights where the hardware computes bf16 natively"
-    )
-
-    def bench_entries(self) -> list[BenchEntry]:
-        return [BenchEntry(spec=b) if isinstance(b, str) else b for b in self.benches]
-
-    def references(self) -> dict[str, str]:
-        refs = {"model": self.model}
-        for index, entry in enumerate(self.bench_entries()):
-            source = entry.spec.partition("=")[2]
-            if source.startswith("@"):
-                refs[f"benches[{index}]"] = source
-        return refs
-
-
-class ReportStage(BaseModel):
-    """``rulewise report`` over eval stages: table, safety–utility plot, viewer."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    kind: Literal["report"]
-    runs: list[str] = Field(
-        min_length=1, description="@EVAL_STAGE references, or directories of eval runs made elsewhere"
-    )
-
-    def references(self) -> dict[str, str]:
-        return {f"runs[{i}]": ref for i, ref in enumerate(self.runs)}
-
-
-Stage = PromptsStage | SynthesisStage | PairsStage | SFTStage | RLStage | DPOStage | EvalStage | ReportStage
-STAGE_KINDS: dict[str, type[BaseModel]] = {
-    "prompts": PromptsStage,
-    "bc": SynthesisStage,
-    "context-distill": SynthesisStage,
-    "rw": SynthesisStage,
-    "srpo": PairsStage,
-    "sft": SFTStage,
-    "rl": RLStage,
-    "dpo": DPOStage,
-    "eval": EvalStage,
-    "report": ReportStage,
-}
-#: Which kinds of stage a reference in a given field may point at.
-MODEL_PRODUCERS = {"sft", "rl", "dpo"}
-DATA_PRODUCERS = {"bc", "context-distill", "rw", "srpo"}
-ALLOWED_TARGETS: dict[str, set[str]] = {
-    "model": MODEL_PRODUCERS,
-    "data": DATA_PRODUCERS,
-    "prompts": {"prompts"},
-    "runs": {"eval"},
-    "benches": {"prompts"},
-}
+from rulewise.pipeline.stages import STAGE_KINDS, StageKind, parse_reference
+from rulewise.pipeline.stages.base import ACCEPTS
 
 
 class RecipeHeader(BaseModel):
@@ -237,10 +51,7 @@ class Recipe(BaseModel):
     out: str
     source: str
     budgets: list[str]
-    stages: dict[str, Stage]
-
-    def kind_of(self, stage: str) -> str:
-        return self.stages[stage].kind
+    stages: dict[str, StageKind]
 
     def upstream(self, name: str) -> list[str]:
         """The stages ``name`` reads from, directly."""
@@ -337,7 +148,7 @@ def load_recipe(spec: str | Path, *, overrides: Sequence[str] = (), budget: str 
             set_dotted(data, key, value)
     _apply(data, overrides, doc)
 
-    stages: dict[str, Stage] = {}
+    stages: dict[str, StageKind] = {}
     for name, raw in data["stages"].items():
         loc = ("stages", name)
         if not isinstance(raw, dict):
@@ -374,7 +185,7 @@ def load_recipe(spec: str | Path, *, overrides: Sequence[str] = (), budget: str 
 
 
 def _check_references(
-    name: str, stage: Stage, earlier: dict[str, Stage], path: Path, doc: LocatedDocument
+    name: str, stage: StageKind, earlier: dict[str, StageKind], path: Path, doc: LocatedDocument
 ) -> None:
     for field, value in stage.references().items():
         ref = parse_reference(value)
@@ -389,9 +200,9 @@ def _check_references(
                 **where,
                 hint=f"earlier stages: {', '.join(earlier) or 'none'}",
             )
-        allowed = ALLOWED_TARGETS[key]
-        if earlier[target].kind not in allowed:
+        if earlier[target].output not in ACCEPTS[key]:
+            kinds = sorted({kind for kind, cls in STAGE_KINDS.items() if cls.output in ACCEPTS[key]})
             raise RulewiseError(
-                f"'{value}' is a {earlier[target].kind} stage, but {key} needs a {' or '.join(sorted(allowed))} stage",
+                f"'{value}' is a {earlier[target].kind} stage, but {key} needs a {' or '.join(kinds)} stage",
                 **where,
             )

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -27,21 +26,10 @@ from rich.table import Table
 
 from rulewise import memory
 from rulewise.errors import RulewiseError
-from rulewise.pipeline.recipe import (
-    BASE_MODEL,
-    DPOStage,
-    EvalStage,
-    PairsStage,
-    Recipe,
-    RLStage,
-    SFTStage,
-    SynthesisStage,
-    parse_reference,
-)
-from rulewise.pipeline.stages import StageContext, estimate_seconds, launch_command, run_stage
+from rulewise.pipeline.recipe import Recipe
+from rulewise.pipeline.stages import BASE_MODEL, StageContext
 
 STATE_FILE = "pipeline.json"
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 Status = Literal["done", "running"]
 
 
@@ -228,6 +216,11 @@ def _redo(
     state.save(recipe)
 
 
+def run_stage(ctx: StageContext, name: str) -> None:
+    """Run one stage (its kind's own ``run``)."""
+    ctx.recipe.stages[name].run(ctx, name)
+
+
 def run_recipe(
     recipe: Recipe,
     *,
@@ -270,7 +263,7 @@ def run_recipe(
             hint=f"rerun with --redo {name} to discard it and what depends on it, or use another --out",
         )
 
-    estimates = {name: estimate_seconds(stage) for name, stage in recipe.stages.items()}
+    estimates = {name: stage.estimate_seconds() for name, stage in recipe.stages.items()}
     eta = _ETA(estimates)
     names = list(recipe.stages)
     outcomes: list[StageOutcome] = []
@@ -324,27 +317,6 @@ def summary_table(outcomes: list[StageOutcome]) -> Table:
 # -- dry run ---------------------------------------------------------------------------------
 
 
-def _check_model(value: str, resolved: str, field_name: str) -> str:
-    """A model field's meaning, without loading anything."""
-    if parse_reference(value) is not None:
-        return f"trained by stage {value}"
-    if resolved == "default" or Path(resolved).is_dir():
-        return resolved
-    if not HUB_ID.match(resolved):
-        raise RulewiseError("model directory not found", path=resolved, field=field_name)
-    return f"{resolved} (Hub id, or a directory made before it runs)"
-
-
-def _check_file(value: str, field_name: str) -> None:
-    if parse_reference(value) is None and not Path(value).is_file():
-        raise RulewiseError("file not found", path=value, field=field_name)
-
-
-def _check_rulebook(value: str, field_name: str) -> None:
-    if value != "default":
-        _check_file(value, field_name)
-
-
 def dry_run(recipe: Recipe, *, out: str | Path | None = None) -> list[str]:
     """Check every stage as far as possible without loading a model or touching the network.
 
@@ -357,55 +329,15 @@ def dry_run(recipe: Recipe, *, out: str | Path | None = None) -> list[str]:
     total = 0.0
     for index, (name, stage) in enumerate(recipe.stages.items(), start=1):
         try:
-            reads = _stage_inputs(ctx, name, stage)
+            reads = stage.reads(ctx, name)
         except RulewiseError as exc:
             prefix = f"stages.{name}"
             if exc.field is None or not exc.field.startswith("stages."):
                 exc.field = f"{prefix}.{exc.field}" if exc.field else prefix
             raise
-        estimate = estimate_seconds(stage)
+        estimate = stage.estimate_seconds()
         total += estimate
         plan.append(f"[{index}] {name} ({stage.kind}) ~{_format_minutes(estimate)} → {ctx.main_output(name)}")
         plan += [f"      reads {item}" for item in reads]
     plan.append(f"estimated total on 2 CPU cores with the default model: ~{_format_minutes(total)}")
     return plan
-
-
-def _stage_inputs(ctx: StageContext, name: str, stage: Any) -> list[str]:
-    """What the stage reads, after checking that it exists (or will be made by an earlier stage)."""
-    prefix = f"stages.{name}"
-    reads: list[str] = []
-    if isinstance(stage, SynthesisStage):
-        _check_file(stage.prompts, f"{prefix}.prompts")
-        _check_rulebook(stage.rulebook, f"{prefix}.rulebook")
-        reads.append(ctx.resolve(stage.prompts))
-    elif isinstance(stage, PairsStage):
-        reads.append("model " + _check_model(stage.model, ctx.resolve(stage.model), f"{prefix}.model"))
-        _check_file(stage.prompts, f"{prefix}.prompts")
-        _check_rulebook(stage.rulebook, f"{prefix}.rulebook")
-        reads.append(ctx.resolve(stage.prompts))
-    elif isinstance(stage, SFTStage | RLStage | DPOStage):
-        try:
-            settings = ctx.training_settings(name, stage)
-        except ValueError as exc:  # pydantic: the concrete settings do not validate
-            raise RulewiseError(str(exc), path=ctx.recipe.source, field=prefix) from None
-        reads.append("model " + _check_model(stage.model, settings.model, f"{prefix}.model"))
-        data_field = "prompts" if isinstance(stage, RLStage) else "data"
-        _check_file(getattr(stage, data_field), f"{prefix}.{data_field}")
-        reads.append(getattr(settings, data_field))
-        if isinstance(stage, RLStage):
-            _check_rulebook(stage.rulebook, f"{prefix}.rulebook")
-        if stage.launcher is not None:
-            if stage.launcher.accelerate_config:
-                _check_file(stage.launcher.accelerate_config, f"{prefix}.launcher.accelerate_config")
-            command = launch_command(ctx.out / f"{name}.{stage.kind}.yaml", stage.kind, stage.launcher)
-            reads.append("(launched as) " + " ".join(command))
-    elif isinstance(stage, EvalStage):
-        config, skipped = ctx.eval_config(stage, check_files=True)
-        reads.append("model " + _check_model(stage.model, config.model, f"{prefix}.model"))
-        _check_rulebook(stage.rulebook, f"{prefix}.rulebook")
-        reads += [f"{bench.name}={bench.source}" for bench in config.benches]
-        reads += [f"(optional, left out: {note})" for note in skipped]
-    else:
-        reads += [ctx.resolve(ref) for ref in stage.references().values()]
-    return reads

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from rulewise.data.jobs import ProgressHooks, no_progress
 from rulewise.data.prompt_set import spread_over_kinds
@@ -55,20 +58,37 @@ def synthesize_rw(
     return synthesize(items, chosen, out, tools=[], on_progress=progress(len(items)))
 
 
+class SRPOPairsSettings(BaseModel):
+    """How SRPO pairs are sampled: the one place for these settings (``rulewise data srpo``'s
+    flags and a recipe's ``srpo`` stage both read it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    samples: int = Field(default=4, ge=2, description="chains sampled per prompt")
+    branches: int = Field(
+        default=2, ge=1, description="continuations sampled from a wrong chain's shared prefix"
+    )
+    splitter: Literal["paragraphs", "numbered", "sentences"] = Field(
+        default="paragraphs", description="how a chain is cut into steps"
+    )
+    temperature: float = Field(default=0.8, gt=0, description="sampling temperature")
+    max_new_tokens: int = Field(default=256, ge=8, description="token limit per sampled chain")
+    prompts_per_batch: int = Field(default=4, ge=1, description="prompts sampled together")
+    limit: int | None = Field(
+        default=None, ge=1, description="use N prompts, taken in turn from each kind (seeded)"
+    )
+    rulebook: str = Field(
+        default="default", description="the rulebook the teacher's reflections cite (YAML/JSON path)"
+    )
+    precision: Literal["auto", "fp32", "bf16"] = Field(default="auto", description="sampling precision")
+
+
 def synthesize_srpo_pairs(
     model: str,
     prompts: str | Path,
     out: str | Path,
+    settings: SRPOPairsSettings | None = None,
     *,
-    samples: int = 4,
-    branches: int = 2,
-    splitter: str = "paragraphs",
-    temperature: float = 0.8,
-    max_new_tokens: int = 256,
-    prompts_per_batch: int = 4,
-    limit: int | None = None,
-    rulebook: str = "default",
-    precision: str = "auto",
     progress: ProgressHooks = no_progress,
 ):
     """SRPO preference pairs from ``model``'s own chains (see ``rulewise.saro.pairs``); resumable."""
@@ -79,18 +99,20 @@ def synthesize_srpo_pairs(
     from rulewise.rules.retrieval import build_retriever
     from rulewise.saro.pairs import build_pairs
 
-    if samples < 2 or branches < 1:
-        raise RulewiseError("samples must be ≥ 2 and branches ≥ 1", field="samples")
+    settings = settings or SRPOPairsSettings()
     items = load_prompts(prompts)
-    if limit is not None:
-        items = spread_over_kinds(items, limit)
-    book = load_rulebook(rulebook)
+    if settings.limit is not None:
+        items = spread_over_kinds(items, settings.limit)
+    book = load_rulebook(settings.rulebook)
     teacher = ScriptedTeacher(book, make_consult_tool(build_retriever(book)))
     import torch
 
     loaded = load_model(model)
     backend = HFBackend(
-        loaded.model, loaded.tokenizer, sampling=SamplingConfig(temperature=temperature), precision=precision
+        loaded.model,
+        loaded.tokenizer,
+        sampling=SamplingConfig(temperature=settings.temperature),
+        precision=settings.precision,
     )
     system = {"role": "system", "content": PLAIN_SYSTEM_PROMPT}
 
@@ -103,7 +125,7 @@ def synthesize_srpo_pairs(
         # seeded by what is asked, not by what came before: a resumed run draws what an
         # uninterrupted one drew for the same chunk
         torch.manual_seed(int(hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:12], 16))
-        return [c.text for c in backend.complete(texts, max_new_tokens, stop_at_tool_call=False)]
+        return [c.text for c in backend.complete(texts, settings.max_new_tokens, stop_at_tool_call=False)]
 
     return build_pairs(
         items,
@@ -111,9 +133,9 @@ def synthesize_srpo_pairs(
         sample=sample,
         teacher=teacher,
         out=out,
-        samples=samples,
-        branches=branches,
-        splitter=splitter,  # type: ignore[arg-type]
-        prompts_per_batch=prompts_per_batch,
+        samples=settings.samples,
+        branches=settings.branches,
+        splitter=settings.splitter,
+        prompts_per_batch=settings.prompts_per_batch,
         on_progress=progress(len(items)),
     )

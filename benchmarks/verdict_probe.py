@@ -18,7 +18,7 @@ at log-odds 0, and the share of each label that would be refused. Why: the gener
 mixes *can it discriminate* with *where is its threshold*; the AUC separates them, in a
 minute or two, without sampling.
 
-    .venv/bin/python experiments/verdict_probe.py --model runs/bc_v5/sft-bc \\
+    .venv/bin/python benchmarks/verdict_probe.py --model runs/bc_v5/sft-bc \\
         --prompts runs/bc_v5/data/prompts/dev.jsonl --position read
 """
 

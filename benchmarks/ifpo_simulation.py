@@ -1,6 +1,6 @@
 """GRPO vs IFPO on the two-mode bandit of ``rulewise.rl.simulation`` (known optimum), plotted.
 
-    .venv/bin/python experiments/ifpo_simulation.py [--seeds 20] [--steps 300] [--out runs/ifpo_simulation]
+    .venv/bin/python benchmarks/ifpo_simulation.py [--seeds 20] [--steps 300] [--out runs/ifpo_simulation]
 
 Two scenarios: *under-consulting* (the policy starts consulting 20% of the time; a consult on
 a benign prompt costs 0.1 of reward) and *over-consulting* (it starts at 80%, as a BC student

@@ -1,54 +1,28 @@
 """The ablation that motivates IFPO: GRPO vs IFPO from the same SFT checkpoint, same steps, several seeds.
 
-    .venv/bin/python experiments/ifpo_ablation.py [--sft runs/bc_before_after/sft-bc] [--out runs/ifpo_ablation] [--seeds 3]
+    .venv/bin/python benchmarks/ifpo_ablation.py --sft runs/quickstart/sft [--out runs/ifpo_ablation] [--seeds 3]
 
-For each seed both runs use the same prompts, seed, rewards and number of steps; they differ
-only in ``algo``. Reported per run: the consultation rate over training on harmful and on
-benign prompts, IFPO's mode weights, and safety / compliance / paired discrimination /
-consultation rates from ``rulewise eval`` on a seeded sample of the dev split's safety
-prompts (harmful, jailbreak, look-alike and plain benign, twins kept together; maths is left
-out); then per algorithm the mean over seeds with a bootstrap interval over the pooled
-evaluation records. One seed (two RL runs, three evaluations) takes about 25 minutes on 2
-cores. Writes ``ablation.md`` and ``ablation.png`` under --out.
-Every stage is a resumable CLI command: rerun after an interruption. When --sft does not
-exist yet it is trained first, with experiments/bc_sft.yaml (the settings of bc_before_after.sh).
+It writes a recipe (``OUT/ablation.yaml``: one ``rl`` stage per algorithm and seed, one
+``eval`` stage per model, a ``report``) and runs it with ``rulewise run``'s runner, so every
+stage is cached and resumes after an interruption. For each seed both runs use the same
+prompts, seed, rewards and number of steps; they differ only in ``algo``. Reported per run:
+the consultation rate over training on harmful and on benign prompts, IFPO's mode weights,
+and safety / compliance / paired discrimination / consultation rates on a seeded sample of
+the dev split's safety prompts (harmful, jailbreak, look-alike and plain benign, twins kept
+together; maths is left out); then per algorithm the pooled figures over seeds with bootstrap
+intervals. Writes ``ablation.md`` and ``ablation.png`` under --out. The SFT checkpoint is an
+input: train it first (the quickstart's ``OUT/sft``, or ``rulewise run ascl``'s).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-RULEWISE = [sys.executable, "-m", "rulewise.cli.main"]
+import yaml
+
 ALGOS = ("grpo", "ifpo")
-
-
-def rulewise(*args: str) -> None:
-    print("+ rulewise", " ".join(args), flush=True)
-    subprocess.run([*RULEWISE, *args], check=True, cwd=ROOT)
-
-
-def ensure_sft(sft: Path, data: Path) -> None:
-    if (sft / "model.safetensors").is_file():
-        return
-    rulewise(
-        "data", "bc", "--prompts", str(data / "prompts" / "train.jsonl"), "--out", str(data / "bc.jsonl")
-    )
-    rulewise(
-        "train",
-        "sft",
-        "--config",
-        "experiments/bc_sft.yaml",
-        "--data",
-        str(data / "bc.jsonl"),
-        "--out",
-        str(sft),
-    )
 
 
 def safety_split(prompts: Path) -> Path:
@@ -59,6 +33,31 @@ def safety_split(prompts: Path) -> Path:
         "".join(line + "\n" for line in lines if json.loads(line)["kind"] != "math"), encoding="utf-8"
     )
     return path
+
+
+def ablation_recipe(args: argparse.Namespace, prompts: Path) -> dict:
+    """GRPO and IFPO runs per seed, an evaluation of each and of the SFT model, one report."""
+    runs = {f"{algo}-seed{seed}": (algo, seed) for seed in range(args.seeds) for algo in ALGOS}
+    stages: dict[str, dict] = {}
+    for name, (algo, seed) in runs.items():  # training first: a failure shows before evaluation time is spent
+        stages[f"rl-{name}"] = {
+            "kind": "rl", "algo": algo, "model": str(args.sft), "prompts": str(prompts / "train.jsonl"),
+            "max_steps": args.steps, "prompts_per_step": args.prompts_per_step, "group_size": args.group,
+            "train_top_layers": args.top_layers, "learning_rate": args.learning_rate,
+            "ifpo": {"alpha": args.alpha}, "rewards": dict(args.reward or {}),
+            "save_steps": max(1, args.steps // 2), "seed": seed,
+        }  # fmt: skip
+    bench = [f"dev:custom@{args.eval_limit}={safety_split(prompts)}"]
+    stages["eval-sft"] = {"kind": "eval", "label": "sft", "model": str(args.sft), "benches": bench,
+                          "max_new_tokens": args.max_new_tokens}  # fmt: skip
+    for name in runs:
+        stages[f"eval-{name}"] = {"kind": "eval", "label": name, "model": f"@rl-{name}", "benches": bench,
+                                  "max_new_tokens": args.max_new_tokens}  # fmt: skip
+    stages["report"] = {
+        "kind": "report",
+        "runs": [f"@{stage}" for stage in stages if stage.startswith("eval-")],
+    }
+    return {"name": "ifpo-ablation", "description": "GRPO vs IFPO from one SFT model", "stages": stages}
 
 
 def history(run: Path) -> list[dict]:
@@ -150,7 +149,9 @@ def table(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sft", type=Path, default=Path("runs/bc_before_after/sft-bc"))
+    parser.add_argument(
+        "--sft", type=Path, required=True, help="the SFT checkpoint both algorithms start from"
+    )
     parser.add_argument("--out", type=Path, default=Path("runs/ifpo_ablation"))
     parser.add_argument("--seeds", type=int, default=1, help="RL seeds per algorithm (0, 1, …)")
     parser.add_argument("--steps", type=int, default=4)
@@ -161,41 +162,32 @@ def main() -> None:
     )
     parser.add_argument("--learning-rate", type=float, default=5e-5)
     parser.add_argument("--alpha", type=float, default=1.0)
+    parser.add_argument(
+        "--reward", type=lambda s: (s.split("=")[0], float(s.split("=")[1])), action="append",
+        help="a reward weight, e.g. --reward benign_consult=0.3 (repeatable)",
+    )  # fmt: skip
     parser.add_argument("--eval-limit", type=int, default=32, help="dev safety prompts per evaluation")
     parser.add_argument("--max-new-tokens", type=int, default=160, help="per turn, in the evaluations")
     args = parser.parse_args()
+    if not (args.sft / "config.json").is_file():
+        parser.error(f"--sft {args.sft}: no checkpoint there (train one first, e.g. rulewise quickstart)")
 
-    out, data = args.out, args.out / "data"
-    rulewise("data", "prompts", "--out", str(data / "prompts"))
-    ensure_sft(args.sft, data)
-    histories: dict[str, list[dict]] = {}
-    seconds: dict[str, float] = {}
-    runs = {f"{algo}-seed{seed}": (algo, seed) for seed in range(args.seeds) for algo in ALGOS}
-    for name, (
-        algo,
-        seed,
-    ) in runs.items():  # training first: a failure shows up before any evaluation time is spent
-        run = out / name
-        started = time.monotonic()
-        rulewise(
-            "train", "rl", "--algo", algo, "--model", str(args.sft), "--prompts", str(data / "prompts" / "train.jsonl"),
-            "--out", str(run), "--set", f"max_steps={args.steps}", "--set", f"prompts_per_step={args.prompts_per_step}",
-            "--set", f"group_size={args.group}", "--set", f"train_top_layers={args.top_layers}",
-            "--set", f"learning_rate={args.learning_rate}", "--set", f"ifpo.alpha={args.alpha}",
-            "--set", f"save_steps={max(1, args.steps // 2)}", "--set", f"seed={seed}",
-        )  # fmt: skip
-        seconds[name] = time.monotonic() - started
-        histories[name] = history(run)
-    bench = [
-        "--bench",
-        f"dev:custom@{args.eval_limit}={safety_split(data / 'prompts')}",
-        "--max-new-tokens",
-        str(args.max_new_tokens),
-    ]
+    from rulewise.data.prompt_set import write_prompt_set
+    from rulewise.pipeline.recipe import load_recipe
+    from rulewise.pipeline.runner import STATE_FILE, run_recipe
+
+    out = args.out
+    prompts = out / "data" / "prompts"
+    if not (prompts / "train.jsonl").is_file():
+        write_prompt_set(prompts)
+    recipe_path = out / "ablation.yaml"
+    recipe_path.write_text(yaml.safe_dump(ablation_recipe(args, prompts), sort_keys=False), encoding="utf-8")
+    run_recipe(load_recipe(recipe_path), out=out)
+    state = json.loads((out / STATE_FILE).read_text())["stages"]
+    runs = [name.removeprefix("rl-") for name in state if name.startswith("rl-")]
+    histories = {name: history(out / f"rl-{name}") for name in runs}
+    seconds = {name: state[f"rl-{name}"]["seconds"] for name in runs}
     evals = {name: out / f"eval-{name}" for name in ("sft", *runs)}
-    for name, run in evals.items():
-        model = args.sft if name == "sft" else out / name
-        rulewise("eval", "--model", str(model), *bench, "--out", str(run))
     print(table(out, evals, histories, seconds))
     print(f"plot: {plot(out, histories)}")
 
