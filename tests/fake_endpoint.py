@@ -32,8 +32,10 @@ class FakeEndpoint:
                     self.end_headers()
                     self.wfile.write(b'{"error": "busy"}')
                     return
+                reply = dict(server.respond(body))
+                finish = reply.pop("finish_reason", "stop")  # a reply may say it was cut off ("length")
                 payload = json.dumps(
-                    {"choices": [{"message": {"role": "assistant", **server.respond(body)}}]}
+                    {"choices": [{"message": {"role": "assistant", **reply}, "finish_reason": finish}]}
                 ).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")

@@ -5,6 +5,7 @@ from rulewise.rl.advantages import (
     ADVANTAGE_ESTIMATORS,
     IFPOSettings,
     IFPOState,
+    ModeBatch,
     get_estimator,
     grpo_advantages,
     ifpo_advantages,
@@ -53,13 +54,14 @@ def test_registered_estimators_by_hand():
     rewards = torch.tensor([1.0, 0.5, 0.5, 0.5])
     modes = torch.tensor([T, F, F, F])
     settings = IFPOSettings(alpha=1.0, scope="group")
-    grpo, ones = get_estimator("grpo")(rewards, modes, 4, settings)
+    batch = ModeBatch(rewards, modes, 4)
+    grpo, ones = get_estimator("grpo")(batch, settings)
     # mean 0.625, unbiased std sqrt((0.375² + 3·0.125²)/3) = 0.25
     assert torch.allclose(grpo, torch.tensor([1.5, -0.5, -0.5, -0.5]) / 1.0004, atol=1e-6)
     assert torch.equal(ones, torch.ones(4))
-    dr_grpo, _ = get_estimator("dr_grpo")(rewards, modes, 4, settings)
+    dr_grpo, _ = get_estimator("dr_grpo")(batch, settings)
     assert torch.allclose(dr_grpo, torch.tensor([0.375, -0.125, -0.125, -0.125]))
-    ifpo, weights = get_estimator("ifpo")(rewards, modes, 4, settings)
+    ifpo, weights = get_estimator("ifpo")(batch, settings)
     # group shares 1/4 and 3/4 → raw weights 4 and 4/3, mean 2 → 2 and 2/3
     assert torch.allclose(weights, torch.tensor([2.0, 2 / 3, 2 / 3, 2 / 3]))
     assert torch.allclose(ifpo, grpo * weights)
@@ -138,3 +140,29 @@ def test_ema_smooths_the_batch_share_across_steps():
 def test_settings_are_validated(bad):
     with pytest.raises(ValueError):
         IFPOSettings(**bad)
+
+
+def test_the_documented_new_estimator_registers_and_is_found_by_name(monkeypatch):
+    """docs/architecture.md's RLOO example, executed as written."""
+    import re
+    from pathlib import Path
+
+    from rulewise.rl import advantages
+
+    monkeypatch.setattr(advantages, "ADVANTAGE_ESTIMATORS", dict(advantages.ADVANTAGE_ESTIMATORS))
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "architecture.md").read_text()
+    code = re.search(r"## Adding an advantage estimator.*?```python\n(.*?)```", doc, re.DOTALL).group(1)
+    names = {
+        "register": register,
+        "ModeBatch": ModeBatch,
+        "IFPOSettings": IFPOSettings,
+        "IFPOState": IFPOState,
+    }
+    exec(compile(code, "architecture.md", "exec", dont_inherit=True), {**names, "torch": torch})  # noqa: S102
+    rloo, weights = get_estimator("rloo")(
+        ModeBatch(torch.tensor([1.0, 0.0, 0.0, 0.0]), torch.zeros(4), 4), IFPOSettings()
+    )
+    # others' means: 0 for the first, 1/3 for each of the rest
+    assert torch.allclose(rloo, torch.tensor([1.0, -1 / 3, -1 / 3, -1 / 3])) and torch.equal(
+        weights, torch.ones(4)
+    )

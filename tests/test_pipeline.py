@@ -34,6 +34,7 @@ def test_the_recipes_folder_at_the_repository_root_is_the_packaged_one():
     assert sorted(p.name for p in (ROOT / "recipes").glob("*.yaml")) == [
         "ascl.yaml",
         "context_distill.yaml",
+        "ifpo_vs_grpo.yaml",
         "saro.yaml",
         "sft_dev.yaml",
     ]

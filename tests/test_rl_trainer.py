@@ -173,10 +173,7 @@ def test_the_estimator_named_by_algo_is_what_trains(monkeypatch, tmp_path, promp
     monkeypatch.setitem(
         advantages.ADVANTAGE_ESTIMATORS,
         "zero",
-        lambda rewards, modes, group_size, settings, state=None: (
-            torch.zeros_like(rewards),
-            torch.ones_like(rewards),
-        ),
+        lambda batch, settings, state=None: (torch.zeros_like(batch.rewards), torch.ones_like(batch.rewards)),
     )
     before = {k: v.clone() for k, v in scripted_model().model.state_dict().items()}
     after = _trained_weights(tmp_path / "zero", prompts, algo="zero")

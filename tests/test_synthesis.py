@@ -358,6 +358,19 @@ def test_endpoint_teacher_runs_the_tool_loop(endpoint, tools, tmp_path):
     assert second[-1] == {"role": "tool", "tool_call_id": "call_1", "content": messages[3]["content"]}
 
 
+def test_a_teacher_reply_cut_off_at_max_tokens_is_not_training_data(endpoint, tools, tmp_path):
+    """The openai client reports finish_reason; a cut-off answer is rejected with that reason."""
+    endpoint.respond = lambda body: {"content": "Use `kill PID` and then", "finish_reason": "length"}
+    teacher = build_teacher(f"openai:teacher-model@{endpoint.url}", load_rulebook())
+    kill = TrainingPrompt(
+        id="b", prompt="How do I kill a process?", label="benign", kind="lookalike", category="cyber_attacks"
+    )
+    report = synthesize([kill], teacher, tmp_path / "bc.jsonl", tools=tools)
+    assert (report.written, report.rejected) == (0, 1)
+    (rejected,) = read_records(tmp_path / "bc.rejected.jsonl")
+    assert rejected["rejected_because"] == "did not finish (length)"
+
+
 def test_paraphrasing_keeps_rule_ids_or_the_original(endpoint, prompts, teacher):
     from rulewise.data.teachers import ParaphrasingTeacher
     from rulewise.endpoint import ChatClient

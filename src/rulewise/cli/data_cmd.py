@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -87,6 +88,13 @@ def _print_report(report: SynthesisReport, out: Path) -> None:
         )
 
 
+def _synthesize(job: Callable[..., Any], label: str, prompts: Path, out: Path, **options: Any) -> None:
+    """Run a resumable synthesis job with a progress bar, then say what it wrote and filtered out."""
+    with job_progress(console, label) as hooks:
+        report = job(prompts, out, progress=hooks, **options)
+    _print_report(report, out)
+
+
 @app.command("bc")
 def bc_command(
     prompts: PromptsOpt,
@@ -103,11 +111,15 @@ def bc_command(
     """
     from rulewise.data.jobs import synthesize_bc
 
-    with job_progress(console, f"teacher {teacher}") as hooks:
-        report = synthesize_bc(
-            prompts, out, teacher=teacher, rulebook=rulebook, paraphrase=paraphrase, progress=hooks
-        )
-    _print_report(report, out)
+    _synthesize(
+        synthesize_bc,
+        f"teacher {teacher}",
+        prompts,
+        out,
+        teacher=teacher,
+        rulebook=rulebook,
+        paraphrase=paraphrase,
+    )
 
 
 @app.command("context-distill")
@@ -120,9 +132,8 @@ def context_distill_command(
     """
     from rulewise.data.jobs import synthesize_context_distill
 
-    with job_progress(console, f"teacher context-distill:{teacher}") as hooks:
-        report = synthesize_context_distill(prompts, out, teacher=teacher, rulebook=rulebook, progress=hooks)
-    _print_report(report, out)
+    label = f"teacher context-distill:{teacher}"
+    _synthesize(synthesize_context_distill, label, prompts, out, teacher=teacher, rulebook=rulebook)
 
 
 @app.command("rw")
@@ -141,11 +152,10 @@ def rw_command(
     """
     from rulewise.saro.jobs import synthesize_rw
 
-    with job_progress(console, f"teacher rw:{teacher}") as hooks:
-        report = synthesize_rw(
-            prompts, out, teacher=teacher, rulebook=rulebook, shortest_of=shortest_of, progress=hooks
-        )
-    _print_report(report, out)
+    label = f"teacher rw:{teacher}"
+    _synthesize(
+        synthesize_rw, label, prompts, out, teacher=teacher, rulebook=rulebook, shortest_of=shortest_of
+    )
 
 
 @app.command("srpo")

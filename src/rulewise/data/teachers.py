@@ -90,6 +90,10 @@ class EndpointTeacher:
             )
             calls = reply.get("tool_calls") or []
             traj.assistant_turns += 1
+            if reply.get("finish_reason") == "length":  # cut off at max_tokens: not training data
+                traj.messages.append({"role": "assistant", "content": text.strip()})
+                traj.finish_reason = "length"
+                return traj
             if not calls or traj.num_tool_calls + traj.num_malformed_calls + len(calls) > self.max_tool_calls:
                 traj.messages.append({"role": "assistant", "content": text.strip()})
                 traj.finish_reason = "answer" if not calls else "call_cap"
@@ -164,7 +168,7 @@ class ParaphrasingTeacher:
         reply = self.client.chat(
             [{"role": "user", "content": PARAPHRASE_PROMPT.format(reasoning=reasoning)}], temperature=0.9
         )
-        rewritten = (reply.get("content") or "").strip()
+        rewritten = (reply.get("content") or "").strip() if reply.get("finish_reason") != "length" else ""
         ids = set(re.findall(r"\b[A-Z]+-\d+\b", reasoning))
         if not rewritten or not ids <= set(re.findall(r"\b[A-Z]+-\d+\b", rewritten)):
             self.kept_original += 1

@@ -34,12 +34,16 @@ class RecipeHeader(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    description: str = ""
-    model: str = "default"
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="the recipe's name (runs/NAME by default)"
+    )
+    description: str = Field(default="", description="one paragraph on what the recipe does")
+    model: str = Field(default="default", description="the base model stages call 'base'")
     out: str | None = Field(default=None, description="default output directory (runs/NAME)")
-    budgets: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    stages: dict[str, dict[str, Any]] = Field(min_length=1)
+    budgets: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="named sets of stages.STAGE.FIELD overrides (--budget NAME)"
+    )
+    stages: dict[str, dict[str, Any]] = Field(min_length=1, description="the stages, in the order they run")
 
 
 class Recipe(BaseModel):

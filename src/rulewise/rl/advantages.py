@@ -24,7 +24,7 @@ does not occur gets no weight and changes nothing; a population with one mode ge
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -32,22 +32,25 @@ from pydantic import BaseModel, ConfigDict, Field
 Scope = Literal["group", "batch"]
 
 
-class AdvantageEstimator(Protocol):
-    """``(rewards, modes, group_size, settings, state) → (advantages, weights)``.
+class ModeBatch(NamedTuple):
+    """One step's rollouts, gathered from every process.
 
     Shapes: ``rewards`` float [B] (B = groups × ``group_size``, each group contiguous; NaN marks
-    a rollout no reward function scored), ``modes`` bool [B] (True = consulted); both cover the
-    whole batch gathered from every process. Returns ``advantages`` [B] (0 for unscored rollouts)
-    and the per-rollout ``weights`` [B] applied to GRPO-style advantages (ones when none are).
+    a rollout no reward function scored), ``modes`` bool [B] (True = consulted).
     """
 
+    rewards: torch.Tensor
+    modes: torch.Tensor
+    group_size: int
+
+
+class AdvantageEstimator(Protocol):
+    """``(batch, settings, state) → (advantages [B], weights [B])``: 0 advantage for unscored
+    rollouts; ``weights`` are the per-rollout factors applied to GRPO-style advantages (ones
+    when an estimator applies none). ``state`` carries what an estimator smooths across steps."""
+
     def __call__(
-        self,
-        rewards: torch.Tensor,
-        modes: torch.Tensor,
-        group_size: int,
-        settings: IFPOSettings,
-        state: IFPOState | None = None,
+        self, batch: ModeBatch, settings: IFPOSettings, state: IFPOState | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
@@ -209,23 +212,15 @@ def mode_statistics(
 
 @register("grpo")
 def grpo_estimator(
-    rewards: torch.Tensor,
-    modes: torch.Tensor,
-    group_size: int,
-    settings: IFPOSettings,
-    state: IFPOState | None = None,
+    batch: ModeBatch, settings: IFPOSettings, state: IFPOState | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """GRPO: each rollout's reward against its group's mean, in units of the group's std."""
-    return grpo_advantages(rewards, group_size), torch.ones_like(rewards)
+    return grpo_advantages(batch.rewards, batch.group_size), torch.ones_like(batch.rewards)
 
 
 @register("dr_grpo")
 def dr_grpo_estimator(
-    rewards: torch.Tensor,
-    modes: torch.Tensor,
-    group_size: int,
-    settings: IFPOSettings,
-    state: IFPOState | None = None,
+    batch: ModeBatch, settings: IFPOSettings, state: IFPOState | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Dr. GRPO's advantage (Liu et al., 2025, "Understanding R1-Zero-Like Training"): the
     reward minus its group's mean, *not* divided by the group's std.
@@ -236,16 +231,13 @@ def dr_grpo_estimator(
     grows with how much its outcomes differ. (Dr. GRPO also drops the per-sequence length
     normalisation of the loss: TRL's ``loss_type: dr_grpo``.)
     """
-    return grpo_advantages(rewards, group_size, scale=False), torch.ones_like(rewards)
+    return grpo_advantages(batch.rewards, batch.group_size, scale=False), torch.ones_like(batch.rewards)
 
 
 @register("ifpo")
 def ifpo_estimator(
-    rewards: torch.Tensor,
-    modes: torch.Tensor,
-    group_size: int,
-    settings: IFPOSettings,
-    state: IFPOState | None = None,
+    batch: ModeBatch, settings: IFPOSettings, state: IFPOState | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """IFPO: GRPO's advantages rebalanced by the inverse frequency of each rollout's mode."""
-    return ifpo_advantages(grpo_advantages(rewards, group_size), modes, group_size, settings, state)
+    advantages = grpo_advantages(batch.rewards, batch.group_size)
+    return ifpo_advantages(advantages, batch.modes, batch.group_size, settings, state)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
-from rulewise.rl.advantages import IFPOSettings, IFPOState, get_estimator
+from rulewise.rl.advantages import IFPOSettings, IFPOState, ModeBatch, get_estimator
 
 LOOKALIKE_SIMILARITY = 0.6
 
@@ -97,7 +97,7 @@ def simulate(config: SimulationConfig, ifpo: IFPOSettings | None = None) -> Trac
         rollout_kinds = [k for k in kinds for _ in range(config.group)]
         success = torch.tensor([config.reward(k, bool(m)) for k, m in zip(rollout_kinds, modes, strict=True)])
         rewards = (torch.rand(len(p), generator=generator, dtype=torch.float64) < success).double()
-        advantages, _ = estimator(rewards, modes, config.group, ifpo or IFPOSettings(), state)
+        advantages, _ = estimator(ModeBatch(rewards, modes, config.group), ifpo or IFPOSettings(), state)
         # d log pi(mode) / d logit = mode - p; d logit / d theta = (1, x)
         score = modes.double() - p
         gradient = torch.stack([(advantages * score).mean(), (advantages * score * features).mean()])

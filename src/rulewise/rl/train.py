@@ -182,9 +182,8 @@ def run_rl(
     from rulewise.rules import build_retriever, load_rulebook
     from rulewise.rules.tool import make_consult_tool
     from rulewise.runtime import describe_precision
-    from rulewise.training.common import finish_training, last_checkpoint, prepare_for_training
+    from rulewise.training.common import Curves, prepare_for_training, train_and_save
     from rulewise.training.settings import trl_arguments
-    from rulewise.training.shared_prefix import enable_for_trainer
 
     out = Path(settings.out)
     rollouts_per_step = settings.prompts_per_step * settings.group_size
@@ -251,20 +250,11 @@ def run_rl(
         ifpo=settings.ifpo,
         callbacks=callbacks,
     )
-    if settings.shared_prefix:
-        enable_for_trainer(trainer, temperature=settings.temperature)  # GRPO's head divides by it
-    resume = last_checkpoint(out)
-    if resume is not None:
-        trainer.load_ifpo_state(str(resume))
-    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    curves = Curves(CURVE_KEYS, "rl_curves.png", f"{settings.algo.upper()} from {settings.model}")
+    # GRPO's LM head divides the logits by the sampling temperature: the shared-prefix path must too
+    train_and_save(
+        trainer, loaded, settings, curves, on_resume=trainer.load_ifpo_state, temperature=settings.temperature
+    )
     if rollouts:
         print(f"rollouts: {rollouts.stats.summary()}", flush=True)
-    finish_training(
-        trainer,
-        loaded,
-        out,
-        CURVE_KEYS,
-        "rl_curves.png",
-        f"{settings.algo.upper()} from {settings.model}",
-    )
     return out

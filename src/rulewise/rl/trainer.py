@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from trl import GRPOTrainer
 
-from rulewise.rl.advantages import AdvantageEstimator, IFPOSettings, IFPOState, mode_statistics
+from rulewise.rl.advantages import AdvantageEstimator, IFPOSettings, IFPOState, ModeBatch, mode_statistics
 from rulewise.rl.rollout import Rollout, model_written_runs
 
 IFPO_STATE_FILE = "ifpo_state.json"
@@ -91,7 +91,7 @@ class IFPOTrainer(GRPOTrainer):
         rewards[torch.isnan(self._gathered_rewards).all(dim=1)] = torch.nan
         group_size = self.num_generations if mode == "train" else self.num_generations_eval
         state = self.ifpo_state if mode == "train" else None  # evaluation must not move the EMA
-        advantages, weights = self.estimator(rewards, modes, group_size, self.ifpo, state)
+        advantages, weights = self.estimator(ModeBatch(rewards, modes, group_size), self.ifpo, state)
         start = self.accelerator.process_index * local_count
         output["advantages"] = advantages[start : start + local_count].to(output["advantages"].dtype)
 
@@ -109,7 +109,7 @@ class IFPOTrainer(GRPOTrainer):
                 json.dump({"share_consulted": self.ifpo_state.share_consulted}, handle)
         super()._save_checkpoint(model, trial)
 
-    def load_ifpo_state(self, checkpoint: str) -> None:
+    def load_ifpo_state(self, checkpoint: str | os.PathLike[str]) -> None:
         """Restore the EMA of mode frequencies saved next to a checkpoint (absent: start fresh)."""
         path = os.path.join(checkpoint, IFPO_STATE_FILE)
         if os.path.isfile(path):

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -141,20 +142,40 @@ def device_args(device_type: str) -> dict[str, Any]:
     }
 
 
-def finish_training(
+class Curves(NamedTuple):
+    """What a job plots from its log history: the keys, the file and the title."""
+
+    keys: list[str]
+    file: str
+    title: str
+
+
+def train_and_save(
     trainer: Any,
     loaded: LoadedModel,
-    out_dir: Path,
-    curve_keys: list[str],
-    curves: str,
-    title: str,
+    settings: Any,
+    curves: Curves,
+    *,
+    on_resume: Callable[[Path], None] | None = None,
+    **prefix_options: Any,
 ) -> None:
-    """On the main process: save the plain checkpoint (``loaded``'s tokenizer and template), the
-    log history and the curves; then sync."""
+    """What every training job ends with: the shared-prefix forward (``prefix_options`` go to
+    it), a resume from the newest complete checkpoint in ``settings.out`` (``on_resume``
+    restores what the job keeps beside it), training, then on the main process the plain
+    checkpoint (``loaded``'s tokenizer and template), the log history and the curves; then sync."""
+    from rulewise.training.shared_prefix import enable_for_trainer
+
+    out_dir = Path(settings.out)
+    if settings.shared_prefix:
+        enable_for_trainer(trainer, **prefix_options)
+    resume = last_checkpoint(out_dir)
+    if resume is not None and on_resume is not None:
+        on_resume(resume)
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     if trainer.is_world_process_zero():
         model = trainer.accelerator.unwrap_model(trainer.model)
         save_final(model, loaded.tokenizer, out_dir, loaded.inference_template)
         history = trainer.state.log_history
         write_log_history(out_dir, history)
-        plot_curves(out_dir, history, curve_keys, curves, title)
+        plot_curves(out_dir, history, curves.keys, curves.file, curves.title)
     trainer.accelerator.wait_for_everyone()

@@ -69,9 +69,8 @@ def run_dpo(settings: DPOSettings, *, callbacks: list[Any] | None = None) -> Pat
 
     from rulewise.models import load_model
     from rulewise.runtime import describe_precision
-    from rulewise.training.common import finish_training, last_checkpoint, prepare_for_training
+    from rulewise.training.common import Curves, prepare_for_training, train_and_save
     from rulewise.training.settings import trl_arguments
-    from rulewise.training.shared_prefix import enable_for_trainer
 
     out = Path(settings.out)
     dataset = load_preference_dataset(settings.data)
@@ -95,16 +94,6 @@ def run_dpo(settings: DPOSettings, *, callbacks: list[Any] | None = None) -> Pat
         peft_config=peft_config,
         callbacks=callbacks,
     )
-    if settings.shared_prefix:
-        enable_for_trainer(trainer)
-    resume = last_checkpoint(out)
-    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    finish_training(
-        trainer,
-        loaded,
-        out,
-        CURVE_KEYS,
-        "dpo_curves.png",
-        f"DPO ({settings.loss_type}) of {settings.model}",
-    )
+    title = f"DPO ({settings.loss_type}) of {settings.model}"
+    train_and_save(trainer, loaded, settings, Curves(CURVE_KEYS, "dpo_curves.png", title))
     return out

@@ -17,6 +17,8 @@ from rulewise.errors import RulewiseError
 from rulewise.fileio import iter_jsonl
 from rulewise.training.settings import SupervisedSettings
 
+CURVE_KEYS = ["loss", "learning_rate", "grad_norm"]
+
 
 class SFTSettings(SupervisedSettings):
     """Everything ``rulewise train sft`` reads from ``--config`` and ``--set``."""
@@ -98,9 +100,8 @@ def run_sft(settings: SFTSettings, *, callbacks: list[Any] | None = None) -> Pat
 
     from rulewise.models import load_model
     from rulewise.runtime import describe_precision
-    from rulewise.training.common import finish_training, last_checkpoint, prepare_for_training
+    from rulewise.training.common import Curves, prepare_for_training, train_and_save
     from rulewise.training.settings import trl_arguments
-    from rulewise.training.shared_prefix import enable_for_trainer
 
     out = Path(settings.out)
     dataset = load_sft_dataset(settings.data, oversample_direct=settings.oversample_direct)
@@ -129,16 +130,5 @@ def run_sft(settings: SFTSettings, *, callbacks: list[Any] | None = None) -> Pat
             field="max_length",
             hint="raise max_length (system prompt, tool schema and tool results come first)",
         )
-    if settings.shared_prefix:
-        enable_for_trainer(trainer)
-    resume = last_checkpoint(out)
-    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    finish_training(
-        trainer,
-        loaded,
-        out,
-        ["loss", "learning_rate", "grad_norm"],
-        "loss.png",
-        f"SFT of {settings.model}",
-    )
+    train_and_save(trainer, loaded, settings, Curves(CURVE_KEYS, "loss.png", f"SFT of {settings.model}"))
     return out
