@@ -12,6 +12,15 @@ from rulewise.cli.common import console, quiet_libraries
 app = typer.Typer(help="Fine-tune models.", no_args_is_help=True)
 
 OutOption = Annotated[Path | None, typer.Option("--out", "-o", help="Output directory; rerun to resume.")]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set", help="key=value override of any setting, e.g. lora.enabled=true (rulewise config show JOB)."
+    ),
+]
+ModelOption = Annotated[
+    str | None, typer.Option("--model", "-m", help="'default', a checkpoint directory or a Hub id.")
+]
 ConfigOption = Annotated[
     Path | None,
     typer.Option("--config", "-c", help="YAML with any of the job's settings (rulewise config show JOB)."),
@@ -34,13 +43,9 @@ def sft_command(
         Path | None, typer.Option("--data", "-d", help="Trajectories JSONL (from 'rulewise data bc').")
     ] = None,
     out: OutOption = None,
-    model: Annotated[
-        str | None, typer.Option("--model", "-m", help="'default', a checkpoint directory or a Hub id.")
-    ] = None,
+    model: ModelOption = None,
     config: ConfigOption = None,
-    overrides: Annotated[
-        list[str] | None, typer.Option("--set", help="key=value override, e.g. lora.enabled=true.")
-    ] = None,
+    overrides: SetOption = None,
     lora: Annotated[
         bool, typer.Option("--lora", help="Train LoRA adapters (merged into the saved model).")
     ] = False,
@@ -77,9 +82,7 @@ def rl_command(
     ] = None,
     out: OutOption = None,
     config: ConfigOption = None,
-    overrides: Annotated[
-        list[str] | None, typer.Option("--set", help="key=value override, e.g. ifpo.alpha=1.0.")
-    ] = None,
+    overrides: SetOption = None,
 ) -> None:
     """Tool-use RL (GRPO, or IFPO) with safety, utility and format rewards; resumable, with curves.
 
@@ -105,10 +108,7 @@ def dpo_command(
         str | None, typer.Option("--model", "-m", help="Starting checkpoint (the RW model) or 'default'.")
     ] = None,
     config: ConfigOption = None,
-    overrides: Annotated[
-        list[str] | None,
-        typer.Option("--set", help="key=value override, e.g. beta=0.05 or lora.enabled=true."),
-    ] = None,
+    overrides: SetOption = None,
 ) -> None:
     """Preference optimisation (SaRO's SRPO stage) on TRL's DPOTrainer; resumable, with curves.
 
