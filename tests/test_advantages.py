@@ -166,3 +166,20 @@ def test_the_documented_new_estimator_registers_and_is_found_by_name(monkeypatch
     assert torch.allclose(rloo, torch.tensor([1.0, -1 / 3, -1 / 3, -1 / 3])) and torch.equal(
         weights, torch.ones(4)
     )
+
+
+def test_label_scope_weighs_modes_within_harmful_and_within_benign_rollouts():
+    modes = torch.tensor([T, F, F, F, T, T, T, F])
+    harmful = torch.tensor([T, T, T, T, F, F, F, F])
+    settings = IFPOSettings(alpha=1.0, scope="label")
+    # harmful: consulted share 1/4 → raw 4, 4/3 ×3, mean 2; benign: share 3/4 → raw 4/3 ×3, 4
+    expected = torch.tensor([2.0, 2 / 3, 2 / 3, 2 / 3, 2 / 3, 2 / 3, 2 / 3, 2.0])
+    _, weights = ifpo_advantages(torch.ones(8), modes, 4, settings, labels=harmful)
+    assert torch.allclose(weights, expected)
+    # the same rollouts pooled (batch scope): half consulted, so every weight is 1
+    _, pooled = ifpo_advantages(torch.ones(8), modes, 4, IFPOSettings(alpha=1.0, scope="batch"))
+    assert torch.allclose(pooled, torch.ones(8))
+    _, through_registry = get_estimator("ifpo")(ModeBatch(torch.rand(8), modes, 4, harmful), settings)
+    assert torch.allclose(through_registry, expected)
+    with pytest.raises(ValueError, match="label scope needs"):
+        ifpo_advantages(torch.ones(8), modes, 4, settings)

@@ -298,3 +298,17 @@ def test_train_only_top_layers_freezes_the_rest(tiny_tokenizer):
     assert count == sum(p.numel() for n, p in model.named_parameters() if n in trainable)
     with pytest.raises(ValueError, match="2 transformer blocks"):
         train_only_top_layers(model, 3)
+
+
+def test_label_scope_receives_each_rollouts_prompt_label(tmp_path, prompts):
+    """The step's 4 harmful rollouts split evenly between the modes and its 12 benign ones are all
+    direct, so label scope gives every weight 1 (batch scope: 2.19 / 0.83); without the labels it
+    would raise."""
+    out = run_rl(
+        settings(tmp_path / "label", prompts, max_steps=1, ifpo={"scope": "label"}), loaded=scripted_model()
+    )
+    (entry,) = [e for e in history(out) if "ifpo/share_consulted" in e]
+    assert entry["consult_rate/harmful"] == pytest.approx(0.5) and entry["consult_rate/benign"] == 0.0
+    assert entry["ifpo/weight/consulted"] == pytest.approx(1.0) and entry[
+        "ifpo/weight/direct"
+    ] == pytest.approx(1.0)

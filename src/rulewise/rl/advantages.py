@@ -8,9 +8,10 @@ completion was cut off). GRPO computes, inside each prompt's group ``g``,
 
 and IFPO rebalances it by how common the rollout's mode is:
 
-    f_m   = share of rollouts in mode m, over the group (scope "group") or over the whole
-            batch gathered from every process (scope "batch"), optionally smoothed across
-            steps with an exponential moving average (batch scope);
+    f_m   = share of rollouts in mode m, over the group (scope "group"), over the whole
+            batch gathered from every process (scope "batch"; optionally smoothed across
+            steps with an exponential moving average), or over the batch's rollouts of
+            prompts with the same label, harmful or benign (scope "label");
     w_m   = f_m ** (-alpha), normalised so the mean weight over that population is 1, then
             clipped to [w_min, w_max];
     Ã_i   = w_{m_i} · A_i.
@@ -19,6 +20,12 @@ A rare mode's rollouts get larger advantages, in both directions, so the policy 
 from the behaviour it is about to stop sampling, instead of drifting into always (or never)
 consulting. ``alpha = 0`` gives every weight exactly 1.0 and is GRPO bit for bit; a mode that
 does not occur gets no weight and changes nothing; a population with one mode gets weight 1.
+
+Why a ``label`` scope: in batch scope harmful and benign prompts share one weight per mode.
+When the rare direct rollouts are mostly failures on harmful requests (docs/results.md, "IFPO
+against GRPO"), amplifying them pushes every prompt towards consulting, benign ones included.
+Label scope takes the shares within the harmful and within the benign rollouts, so a benign
+prompt's rare direct answer is weighed against other benign rollouts only.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from typing import Literal, NamedTuple, Protocol
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-Scope = Literal["group", "batch"]
+Scope = Literal["group", "batch", "label"]
 
 
 class ModeBatch(NamedTuple):
@@ -42,6 +49,7 @@ class ModeBatch(NamedTuple):
     rewards: torch.Tensor
     modes: torch.Tensor
     group_size: int
+    harmful: torch.Tensor | None = None  # bool [B]: the rollout's prompt is harmful (IFPO's label scope)
 
 
 class AdvantageEstimator(Protocol):
@@ -105,7 +113,9 @@ class IFPOSettings(BaseModel):
 
     alpha: float = Field(default=0.5, ge=0, description="strength: weight = share^-alpha; 0 is exactly GRPO")
     scope: Scope = Field(
-        default="batch", description="population a mode's share is taken over: batch or group"
+        default="batch",
+        description="population a mode's share is taken over: batch, group, or label (the batch's "
+        "harmful-prompt rollouts and its benign-prompt rollouts separately)",
     )
     ema: float = Field(
         default=0.0,
@@ -119,30 +129,50 @@ class IFPOSettings(BaseModel):
     )
 
 
-def mode_frequencies(modes: torch.Tensor, group_size: int, scope: Scope) -> torch.Tensor:
-    """For each rollout, the share of its population (group or batch) in the same mode."""
-    modes = modes.bool()
+def populations(
+    n: int,
+    group_size: int,
+    scope: Scope,
+    labels: torch.Tensor | None = None,
+    device: torch.device | None = None,
+) -> torch.Tensor:
+    """Each rollout's population index [n]: its group, the whole batch, or its prompt's label."""
     if scope == "group":
-        grouped = modes.view(-1, group_size).float()
-        share_on = grouped.mean(dim=1, keepdim=True)
-        return torch.where(grouped.bool(), share_on, 1 - share_on).reshape(-1)
-    share_on = modes.float().mean()
+        return torch.arange(n, device=device) // group_size
+    if scope == "label":
+        if labels is None:
+            raise ValueError("IFPO's label scope needs each rollout's prompt label")
+        return labels.long().reshape(-1).to(device)
+    return torch.zeros(n, dtype=torch.long, device=device)
+
+
+def _population_mean(values: torch.Tensor, population: torch.Tensor) -> torch.Tensor:
+    """Each element's population mean of ``values`` (populations are small integer ids)."""
+    size = int(population.max()) + 1
+    sums = values.new_zeros(size).index_add_(0, population, values)
+    counts = values.new_zeros(size).index_add_(0, population, torch.ones_like(values))
+    return (sums / counts)[population]
+
+
+def mode_frequencies(
+    modes: torch.Tensor, group_size: int, scope: Scope, labels: torch.Tensor | None = None
+) -> torch.Tensor:
+    """For each rollout, the share of its population (group, batch or label) in the same mode."""
+    modes = modes.bool()
+    population = populations(len(modes), group_size, scope, labels, modes.device)
+    share_on = _population_mean(modes.float(), population)
     return torch.where(modes, share_on, 1 - share_on)
 
 
 def inverse_frequency_weights(
-    frequencies: torch.Tensor, group_size: int, settings: IFPOSettings
+    frequencies: torch.Tensor, group_size: int, settings: IFPOSettings, labels: torch.Tensor | None = None
 ) -> torch.Tensor:
     """``w = f^-alpha``, mean-normalised over each population, clipped. ``alpha = 0`` → all 1.0."""
     if settings.alpha == 0:
         return torch.ones_like(frequencies)
     raw = frequencies.clamp_min(1e-8) ** (-settings.alpha)
-    if settings.scope == "group":
-        grouped = raw.view(-1, group_size)
-        normalised = (grouped / grouped.mean(dim=1, keepdim=True)).reshape(-1)
-    else:
-        normalised = raw / raw.mean()
-    return normalised.clamp(settings.w_min, settings.w_max)
+    population = populations(len(raw), group_size, settings.scope, labels, raw.device)
+    return (raw / _population_mean(raw, population)).clamp(settings.w_min, settings.w_max)
 
 
 class IFPOState:
@@ -165,19 +195,21 @@ def ifpo_advantages(
     group_size: int,
     settings: IFPOSettings,
     state: IFPOState | None = None,
+    labels: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Rebalance GRPO ``advantages`` by mode frequency; returns ``(new advantages, weights)``.
 
-    ``modes`` (True = consulted) and ``advantages`` cover the whole population the scope
-    names: for ``batch`` scope, gather them from every process first.
+    ``modes`` (True = consulted), ``advantages`` and, for ``label`` scope, ``labels`` (True =
+    harmful prompt) cover the whole population the scope names: for ``batch`` and ``label``
+    scope, gather them from every process first.
     """
-    frequencies = mode_frequencies(modes, group_size, settings.scope)
+    frequencies = mode_frequencies(modes, group_size, settings.scope, labels)
     if settings.scope == "batch" and state is not None and settings.ema > 0:
         share = state.smoothed(float(modes.float().mean()), settings.ema)
         frequencies = torch.where(modes.bool(), torch.tensor(share), torch.tensor(1 - share)).to(
             advantages.dtype
         )
-    weights = inverse_frequency_weights(frequencies, group_size, settings).to(advantages.dtype)
+    weights = inverse_frequency_weights(frequencies, group_size, settings, labels).to(advantages.dtype)
     return advantages * weights, weights
 
 
@@ -240,4 +272,4 @@ def ifpo_estimator(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """IFPO: GRPO's advantages rebalanced by the inverse frequency of each rollout's mode."""
     advantages = grpo_advantages(batch.rewards, batch.group_size)
-    return ifpo_advantages(advantages, batch.modes, batch.group_size, settings, state)
+    return ifpo_advantages(advantages, batch.modes, batch.group_size, settings, state, batch.harmful)

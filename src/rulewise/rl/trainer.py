@@ -91,7 +91,7 @@ class IFPOTrainer(GRPOTrainer):
         rewards[torch.isnan(self._gathered_rewards).all(dim=1)] = torch.nan
         group_size = self.num_generations if mode == "train" else self.num_generations_eval
         state = self.ifpo_state if mode == "train" else None  # evaluation must not move the EMA
-        advantages, weights = self.estimator(ModeBatch(rewards, modes, group_size), self.ifpo, state)
+        advantages, weights = self.estimator(ModeBatch(rewards, modes, group_size, harmful), self.ifpo, state)
         start = self.accelerator.process_index * local_count
         output["advantages"] = advantages[start : start + local_count].to(output["advantages"].dtype)
 
