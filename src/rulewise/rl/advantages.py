@@ -90,20 +90,15 @@ def grpo_advantages(
     rewards: torch.Tensor, group_size: int, *, scale: bool = True, eps: float = 1e-4
 ) -> torch.Tensor:
     """Group-relative advantages exactly as TRL's GRPOTrainer computes them (``scale_rewards:
-    group``): NaN rewards are left out of their group's mean and unbiased std, and get 0."""
+    group``, with TRL's own ``nanstd``): NaN rewards are left out of their group's mean and
+    unbiased std, and get 0."""
+    from trl.trainer.utils import nanstd  # here, not at import: TRL loads slowly, settings need this module
+
     grouped = rewards.view(-1, group_size)
     advantages = grouped - grouped.nanmean(dim=1, keepdim=True)
     if scale:
-        advantages = advantages / (_nanstd(grouped) + eps)
+        advantages = advantages / (nanstd(grouped, dim=1, keepdim=True) + eps)
     return torch.nan_to_num(advantages.reshape(-1), nan=0.0)
-
-
-def _nanstd(grouped: torch.Tensor) -> torch.Tensor:
-    """Unbiased std of each row over its non-NaN entries (TRL's ``nanstd``, row-wise)."""
-    mean = grouped.nanmean(dim=1, keepdim=True)
-    count = (~grouped.isnan()).sum(dim=1, keepdim=True)
-    variance = ((grouped - mean) ** 2).nansum(dim=1, keepdim=True) / (count - 1)
-    return variance.sqrt()
 
 
 class IFPOSettings(BaseModel):

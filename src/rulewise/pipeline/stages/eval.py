@@ -61,8 +61,9 @@ class EvalStage(StageKind, EvalConfig):
                 refs[f"benches[{index}]"] = source
         return refs
 
-    def config(self, ctx: StageContext, *, check_files: bool) -> tuple[EvalConfig, list[str]]:
-        """The eval configuration, and notes on optional benchmarks left out (files missing)."""
+    def config(self, ctx: StageContext) -> tuple[EvalConfig, list[str]]:
+        """The eval configuration, and notes on optional benchmarks left out (files missing); a
+        required benchmark file that is missing is an error."""
         from rulewise.evaluation.benchmarks import parse_bench_spec
 
         specs, skipped = [], []
@@ -70,11 +71,11 @@ class EvalStage(StageKind, EvalConfig):
             parsed = parse_bench_spec(entry.spec)
             parsed["source"] = ctx.resolve(parsed["source"])
             is_path = parse_reference(entry.spec.partition("=")[2]) is None and "/" in parsed["source"]
-            if entry.optional and is_path and not Path(parsed["source"]).exists():
+            if is_path and not Path(parsed["source"]).exists():
+                if not entry.optional:
+                    raise RulewiseError("benchmark file not found", path=parsed["source"], field="benches")
                 skipped.append(f"{parsed['name']} ({parsed['source']} not found)")
                 continue
-            if check_files and is_path and not Path(parsed["source"]).exists():
-                raise RulewiseError("benchmark file not found", path=parsed["source"], field="benches")
             specs.append(BenchSpec(**parsed))
         if not specs:
             raise RulewiseError("no benchmark left to run (all optional ones are missing)", field="benches")
@@ -83,7 +84,7 @@ class EvalStage(StageKind, EvalConfig):
 
     def reads(self, ctx: StageContext, name: str) -> list[str]:
         prefix = f"stages.{name}"
-        config, skipped = self.config(ctx, check_files=True)
+        config, skipped = self.config(ctx)
         reads = ["model " + check_model(self.model, config.model, f"{prefix}.model")]
         check_rulebook(self.rulebook, f"{prefix}.rulebook")
         reads += [f"{bench.name}={bench.source}" for bench in config.benches]
@@ -101,7 +102,7 @@ class EvalStage(StageKind, EvalConfig):
     def run(self, ctx: StageContext, name: str) -> None:
         from rulewise.evaluation.runner import run_eval
 
-        config, skipped = self.config(ctx, check_files=True)
+        config, skipped = self.config(ctx)
         for note in skipped:
             ctx.console.print(f"[yellow]optional benchmark left out:[/yellow] {note}")
         out = ctx.stage_dir(name)

@@ -30,12 +30,17 @@ class ReportStage(StageKind):
         directories, labels = [], []
         for run in self.runs:
             ref = parse_reference(run)
-            directory = ctx.stage_dir(ref[0]) if ref else Path(run)
+            if ref is None:  # an eval run made elsewhere: named by its directory
+                directory, label = Path(run), Path(run).name
+            else:
+                directory, label = (
+                    ctx.stage_dir(ref[0]),
+                    getattr(ctx.recipe.stages[ref[0]], "label", None) or ref[0],
+                )
             if not (directory / "results.jsonl").is_file():
                 raise RulewiseError(
                     "not an eval run directory (no results.jsonl)", path=directory, field="runs"
                 )
             directories.append(directory)
-            label = getattr(ctx.recipe.stages[ref[0]], "label", None) if ref else None
-            labels.append(label or (ref[0] if ref else directory.name))
+            labels.append(label)
         compare_runs(directories, ctx.stage_dir(name), labels=labels)
