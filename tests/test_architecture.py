@@ -12,7 +12,7 @@ LAYERS = [
     {"rules", "models"},
     {"generation", "training"},
     {"evaluation"},
-    {"data"},
+    {"data", "serving"},
     {"saro", "rl"},
     {"pipeline"},
     {"cli"},

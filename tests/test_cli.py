@@ -192,4 +192,4 @@ def test_config_show_lists_every_setting_with_its_default_and_description(cli):
     for text in ("algo", "'ifpo'", "advantage estimator", "ifpo.alpha", "rewards.benign_consult", "trl"):
         assert text in out
     code, _, err = cli("config", "show", "ppo")
-    assert code == 2 and "unknown job 'ppo'" in err and "sft, rl, dpo, eval, srpo" in err
+    assert code == 2 and "unknown job 'ppo'" in err and "sft, rl, dpo, eval, srpo, serve" in err

@@ -171,21 +171,10 @@ def test_trl_pass_through_reaches_the_config_and_unknown_names_are_errors(tmp_pa
 
 
 def test_every_job_setting_has_a_description():
-    from rulewise.cli.config_cmd import settings_rows
-    from rulewise.evaluation.runner import EvalConfig
+    from rulewise.cli.config_cmd import JOBS, _settings_class, settings_rows
     from rulewise.pipeline.stages import STAGE_KINDS
-    from rulewise.rl.train import RLSettings
-    from rulewise.saro.jobs import SRPOPairsSettings
-    from rulewise.training.dpo import DPOSettings
 
-    for settings in (
-        SFTSettings,
-        DPOSettings,
-        RLSettings,
-        EvalConfig,
-        SRPOPairsSettings,
-        *STAGE_KINDS.values(),
-    ):
+    for settings in (*(_settings_class(job) for job in JOBS), *STAGE_KINDS.values()):
         missing = [name for name, _, _, about in settings_rows(settings) if not about and name != "kind"]
         assert not missing, f"{settings.__name__}: {missing}"
 

@@ -390,3 +390,43 @@ def test_paraphrasing_keeps_rule_ids_or_the_original(endpoint, prompts, teacher)
     collected.clear()
     wrapper.run([bomb], lambda p, t: collected.append(t))
     assert collected[0].messages[-1]["content"] == original and wrapper.kept_original >= 1
+
+
+def test_a_swapped_rule_forbids_what_it_allowed():
+    book = load_rulebook()
+    swapped = book.with_sides_swapped("WEAP-01")
+    original, flipped = book.get("WEAP-01"), swapped.get("WEAP-01")
+    assert flipped.allowed == original.disallowed and flipped.disallowed == original.allowed
+    assert [e.verdict for e in flipped.examples] == [
+        "comply" if e.verdict == "refuse" else "refuse" for e in original.examples
+    ]
+    assert [r for r in swapped.rules if r.id != "WEAP-01"] == [r for r in book.rules if r.id != "WEAP-01"]
+
+
+def test_counterfactual_copies_of_lookalikes_are_refused_by_the_swapped_rule(tmp_path, prompts, teacher):
+    from rulewise.data.jobs import synthesize_bc
+    from rulewise.data.synthesis import counterfactual_prompts
+
+    lookalikes = [p for p in prompts if p.kind == "lookalike"]
+    copies = counterfactual_prompts(prompts, teacher.consult, share=1.0)
+    assert copies and all(c.swapped_rule and c.label == "harmful" for c in copies)
+    assert {c.id.split("#swap-")[0] for c in copies} <= {p.id for p in lookalikes}
+    assert len(counterfactual_prompts(prompts, teacher.consult, share=0.3)) < len(copies)
+    copy = copies[0]
+    original = next(p for p in prompts if p.id == copy.id.split("#swap-")[0])
+    helped, refused = teacher.trajectory(original), teacher.trajectory(copy)
+    # the same request; only the retrieved clause's side differs, and the answer follows it
+    assert verdict_in(helped.messages[3]["content"]) == "comply" and HELP_OPENER in helped.final_content
+    assert verdict_in(refused.messages[3]["content"]) == "refuse"
+    assert f'Rule {copy.swapped_rule} says "Not allowed"' in refused.final_content
+    assert agrees_with_label(copy, refused)[0] and "instead" not in refused.final_answer
+
+    path = tmp_path / "prompts.jsonl"
+    path.write_text("".join(p.model_dump_json() + "\n" for p in lookalikes[:20]))
+    synthesize_bc(path, tmp_path / "bc.jsonl", counterfactual=1.0)
+    swapped = [r for r in read_records(tmp_path / "bc.jsonl") if r.get("swapped_rule")]
+    dropped = read_records(rejected_path(tmp_path / "bc.jsonl"))
+    assert swapped and not [r for r in dropped if "#swap-" in r["id"]]
+    assert all(r["label"] == "harmful" and r["consulted"] for r in swapped)
+    with pytest.raises(RulewiseError, match="scripted teacher"):
+        synthesize_bc(path, tmp_path / "x.jsonl", teacher="openai:m@http://127.0.0.1:9", counterfactual=0.5)

@@ -5,8 +5,12 @@ from __future__ import annotations
 import os
 import warnings
 from enum import Enum
+from pathlib import Path
+from typing import TypeVar
 
 from rich.console import Console
+
+T = TypeVar("T")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -44,3 +48,13 @@ def quiet_libraries() -> None:
     # TRL still passes transformers' old names for these; nothing a user of ours can change.
     for old in ("gradient_checkpointing", "is_gradient_checkpointing"):
         warnings.filterwarnings("ignore", message=f"`{old}` is deprecated", category=FutureWarning)
+
+
+def job_settings(
+    settings_class: type[T], config: Path | None, flags: dict[str, object], overrides: list[str] | None
+) -> T:
+    """A job's settings: ``--config`` file, then the named flags, then ``--set`` overrides."""
+    from rulewise.config import load_config
+
+    sets = [f"{key}={value}" for key, value in flags.items() if value is not None] + list(overrides or [])
+    return load_config(settings_class, config, sets)

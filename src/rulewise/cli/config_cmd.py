@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Annotated, Any
 
 import typer
@@ -15,28 +16,22 @@ from rulewise.errors import RulewiseError
 app = typer.Typer(help="Show the settings of a job.", no_args_is_help=True)
 
 
+#: Each job's settings class, imported only when shown (the training stack is slow to import).
+JOBS = {
+    "sft": "rulewise.training.sft:SFTSettings",
+    "rl": "rulewise.rl.train:RLSettings",
+    "dpo": "rulewise.training.dpo:DPOSettings",
+    "eval": "rulewise.evaluation.runner:EvalConfig",
+    "srpo": "rulewise.saro.jobs:SRPOPairsSettings",
+    "serve": "rulewise.serving.server:ServeSettings",
+}
+
+
 def _settings_class(job: str) -> type[BaseModel]:
-    if job == "sft":
-        from rulewise.training.sft import SFTSettings
-
-        return SFTSettings
-    if job == "rl":
-        from rulewise.rl.train import RLSettings
-
-        return RLSettings
-    if job == "dpo":
-        from rulewise.training.dpo import DPOSettings
-
-        return DPOSettings
-    if job == "eval":
-        from rulewise.evaluation.runner import EvalConfig
-
-        return EvalConfig
-    if job == "srpo":
-        from rulewise.saro.jobs import SRPOPairsSettings
-
-        return SRPOPairsSettings
-    raise RulewiseError(f"unknown job {job!r}", hint="one of: sft, rl, dpo, eval, srpo")
+    if job not in JOBS:
+        raise RulewiseError(f"unknown job {job!r}", hint="one of: " + ", ".join(JOBS))
+    module, _, name = JOBS[job].partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def settings_rows(model: type[BaseModel], prefix: str = "") -> list[tuple[str, str, str, str]]:
@@ -56,7 +51,7 @@ def settings_rows(model: type[BaseModel], prefix: str = "") -> list[tuple[str, s
 
 @app.command("show")
 def show(
-    job: Annotated[str, typer.Argument(help="sft, rl, dpo, eval or srpo.")],
+    job: Annotated[str, typer.Argument(help="sft, rl, dpo, eval, srpo or serve.")],
 ) -> None:
     """Every setting of a job — what `--set key=value`, `--config FILE` and a recipe stage accept.
 

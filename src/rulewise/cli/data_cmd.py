@@ -104,6 +104,14 @@ def bc_command(
     paraphrase: Annotated[
         str | None, typer.Option(help="openai:MODEL@URL that rewrites each reasoning block (rule ids kept).")
     ] = None,
+    counterfactual: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Share of look-alikes also written under their rule with sides swapped (refused there).",
+        ),
+    ] = 0.0,
 ) -> None:
     """Synthesise ASCL behaviour-cloning trajectories (some consult the rules, some don't), judge-filtered.
 
@@ -119,6 +127,7 @@ def bc_command(
         teacher=teacher,
         rulebook=rulebook,
         paraphrase=paraphrase,
+        counterfactual=counterfactual,
     )
 
 

@@ -43,7 +43,7 @@ def eval_command(
     ] = "refusal",
     no_tools: Annotated[bool, typer.Option("--no-tools", help="Do not offer consult_safety_rules.")] = False,
     rulebook: Annotated[
-        str, typer.Option("--rulebook", "-r", help="Rulebook file, or 'default'.")
+        str, typer.Option("--rulebook", "--rules", "-r", help="Rulebook file, or 'default'.")
     ] = "default",
     retriever: Annotated[
         RetrieverChoice, typer.Option(help="How the tool ranks rules.")

@@ -13,6 +13,7 @@ from rulewise.cli.chat_cmd import chat
 from rulewise.cli.common import err_console
 from rulewise.cli.eval_cmd import eval_command, judge_command, report_command
 from rulewise.cli.run_cmd import quickstart_command, recipes_app, run_command
+from rulewise.cli.serve_cmd import audit_app, serve_command
 from rulewise.errors import RulewiseError
 
 app = typer.Typer(
@@ -28,12 +29,14 @@ app.command("chat")(chat)
 app.command("eval")(eval_command)
 app.command("report")(report_command)
 app.command("judge")(judge_command)
+app.command("serve")(serve_command)
 app.add_typer(rules_cmd.app, name="rules")
 app.add_typer(models_cmd.app, name="models")
 app.add_typer(data_cmd.app, name="data")
 app.add_typer(train_cmd.app, name="train")
 app.add_typer(recipes_app, name="recipes")
 app.add_typer(config_cmd.app, name="config")
+app.add_typer(audit_app, name="audit")
 
 
 def _version(value: bool) -> None:

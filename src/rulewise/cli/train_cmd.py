@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from rulewise.cli.common import console, quiet_libraries
+from rulewise.cli.common import console, job_settings, quiet_libraries
 
 app = typer.Typer(help="Fine-tune models.", no_args_is_help=True)
 
@@ -25,16 +25,6 @@ ConfigOption = Annotated[
     Path | None,
     typer.Option("--config", "-c", help="YAML with any of the job's settings (rulewise config show JOB)."),
 ]
-
-
-def _settings(
-    settings_class: type, config: Path | None, flags: dict[str, object], overrides: list[str] | None
-):
-    """The job's settings: ``--config`` file, then the named flags, then ``--set`` overrides."""
-    from rulewise.config import load_config
-
-    sets = [f"{key}={value}" for key, value in flags.items() if value is not None] + list(overrides or [])
-    return load_config(settings_class, config, sets)
 
 
 @app.command("sft")
@@ -58,7 +48,7 @@ def sft_command(
     from rulewise.training.sft import SFTSettings, run_sft
 
     flags = {"data": data, "out": out, "model": model}
-    settings = _settings(
+    settings = job_settings(
         SFTSettings, config, flags, [*(overrides or []), *(["lora.enabled=true"] if lora else [])]
     )
     path = run_sft(settings)
@@ -74,9 +64,7 @@ def rl_command(
             help="advantage estimator: 'ifpo' (inverse-frequency mode weighting), 'grpo' or 'dr_grpo'.",
         ),
     ] = None,
-    model: Annotated[
-        str | None, typer.Option("--model", "-m", help="SFT checkpoint directory (or 'default').")
-    ] = None,
+    model: ModelOption = None,
     prompts: Annotated[
         Path | None, typer.Option("--prompts", "-p", help="Prompts JSONL (from 'rulewise data prompts').")
     ] = None,
@@ -92,7 +80,7 @@ def rl_command(
     from rulewise.rl.train import RLSettings, run_rl
 
     flags = {"algo": algo, "model": model, "prompts": prompts, "out": out}
-    path = run_rl(_settings(RLSettings, config, flags, overrides))
+    path = run_rl(job_settings(RLSettings, config, flags, overrides))
     console.print(
         f"[green]saved[/green] {path} (curves: {path / 'rl_curves.png'}, metrics: {path / 'log_history.jsonl'})"
     )
@@ -104,9 +92,7 @@ def dpo_command(
         Path | None, typer.Option("--data", "-d", help="Preference pairs JSONL (from 'rulewise data srpo').")
     ] = None,
     out: OutOption = None,
-    model: Annotated[
-        str | None, typer.Option("--model", "-m", help="Starting checkpoint (the RW model) or 'default'.")
-    ] = None,
+    model: ModelOption = None,
     config: ConfigOption = None,
     overrides: SetOption = None,
 ) -> None:
@@ -117,5 +103,5 @@ def dpo_command(
     quiet_libraries()
     from rulewise.training.dpo import DPOSettings, run_dpo
 
-    path = run_dpo(_settings(DPOSettings, config, {"data": data, "out": out, "model": model}, overrides))
+    path = run_dpo(job_settings(DPOSettings, config, {"data": data, "out": out, "model": model}, overrides))
     console.print(f"[green]saved[/green] {path} (curves: {path / 'dpo_curves.png'})")

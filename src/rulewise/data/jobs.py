@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from rulewise.data.synthesis import SynthesisReport, load_prompts, synthesize
+from rulewise.data.synthesis import SynthesisReport, counterfactual_prompts, load_prompts, synthesize
 from rulewise.errors import RulewiseError
 from rulewise.generation.prompts import PLAIN_SYSTEM_PROMPT
 
@@ -29,9 +29,12 @@ def synthesize_bc(
     teacher: str = "scripted",
     rulebook: str = "default",
     paraphrase: str | None = None,
+    counterfactual: float = 0.0,
     progress: ProgressHooks = no_progress,
 ) -> SynthesisReport:
-    """Behaviour-cloning trajectories from ``teacher``, judge-filtered, appended to ``out``."""
+    """Behaviour-cloning trajectories from ``teacher``, judge-filtered, appended to ``out``;
+    ``counterfactual`` adds swapped-rule copies of that share of look-alikes
+    (:func:`~rulewise.data.synthesis.counterfactual_prompts`, scripted teacher only)."""
     from transformers.utils import get_json_schema
 
     from rulewise.data.teachers import ParaphrasingTeacher, build_teacher
@@ -41,8 +44,16 @@ def synthesize_bc(
 
     items = load_prompts(prompts)
     book = load_rulebook(rulebook)
-    tools = [get_json_schema(make_consult_tool(build_retriever(book)))]
+    consult = make_consult_tool(build_retriever(book))
+    tools = [get_json_schema(consult)]
     chosen = build_teacher(teacher, book)
+    if counterfactual > 0:
+        if teacher != "scripted":
+            raise RulewiseError(
+                "counterfactual copies need the scripted teacher (it consults a swapped rulebook per prompt)",
+                field="counterfactual",
+            )
+        items += counterfactual_prompts(items, consult, counterfactual)
     if paraphrase is not None:
         endpoint = parse_endpoint_spec(paraphrase, "openai")
         if endpoint is None:

@@ -35,6 +35,9 @@ class TrainingPrompt(BaseModel):
     answer: str | None = None  # maths reference answer
     solution: str | None = None  # maths worked solution (used by the scripted teacher)
     pair: str | None = None  # a harmful request and its benign twin share one (``seeds.TWINS``)
+    #: Counterfactual copies only: the rulebook in force has this rule's sides swapped
+    #: (Rulebook.with_sides_swapped), and ``label`` is the verdict under that rulebook.
+    swapped_rule: str | None = None
 
     @property
     def expected(self) -> Literal["refuse", "comply"]:
@@ -291,5 +294,7 @@ def write_prompt_set(
     for name, split in (("train", train), ("dev", dev)):
         with (out / f"{name}.jsonl").open("w", encoding="utf-8") as handle:
             for prompt in split:
-                handle.write(json.dumps(prompt.model_dump(), ensure_ascii=False) + "\n")
+                # counterfactual copies exist only inside synthesis: prompt files stay as they were
+                record = prompt.model_dump(exclude={"swapped_rule"})
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
     return prompts, train, dev

@@ -24,7 +24,7 @@ import hashlib
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from rulewise.data.answers import ANSWERS
@@ -44,14 +44,14 @@ CRISIS_NOTE = (
 HELP_OPENER = "Happy to help!"
 
 
-def _unit(*parts: object) -> float:
+def stable_unit(*parts: object) -> float:
     """A deterministic number in [0, 1) from the parts (stable across runs and machines)."""
     digest = hashlib.sha256(json.dumps(parts).encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
 def _pick(options: list[str], *parts: object) -> str:
-    return options[int(_unit("pick", *parts) * len(options))]
+    return options[int(stable_unit("pick", *parts) * len(options))]
 
 
 def _lower_first(text: str) -> str:
@@ -96,6 +96,21 @@ class ScriptedTeacher:
     seed: int = 0
     system_prompt: str = ASCL_SYSTEM_PROMPT
     name: str = "scripted"
+    _swapped_tools: dict[str, Callable[[str], str]] = field(default_factory=dict, repr=False)
+
+    def tool_for(self, prompt: TrainingPrompt) -> Callable[[str], str]:
+        """The consult tool of the rulebook in force for ``prompt``: the teacher's own, or for a
+        counterfactual copy the rulebook with ``prompt.swapped_rule``'s sides swapped."""
+        rule_id = prompt.swapped_rule
+        if rule_id is None:
+            return self.consult
+        if rule_id not in self._swapped_tools:
+            from rulewise.rules.retrieval import build_retriever
+            from rulewise.rules.tool import make_consult_tool
+
+            swapped = self.rulebook.with_sides_swapped(rule_id)
+            self._swapped_tools[rule_id] = make_consult_tool(build_retriever(swapped))
+        return self._swapped_tools[rule_id]
 
     def wants_rules(self, prompt: TrainingPrompt) -> bool:
         rate = {
@@ -104,7 +119,7 @@ class ScriptedTeacher:
             "lookalike": self.consult_lookalike,
             "benign": self.consult_benign,
         }
-        return _unit(self.seed, prompt.id, "consult") < rate.get(prompt.kind, 0.0)
+        return stable_unit(self.seed, prompt.id, "consult") < rate.get(prompt.kind, 0.0)
 
     # -- the pieces of a trajectory --------------------------------------------------------
 
@@ -220,7 +235,7 @@ class ScriptedTeacher:
             query = family_key(prompt)  # the request itself, without any jailbreak or fiction wrapper
             if len(query) > 160:
                 query = query[:160].rsplit(" ", 1)[0]
-            tool_output = self.consult(query)
+            tool_output = self.tool_for(prompt)(query)
             consulted = rule_ids_in(tool_output)
             messages.append(
                 {
@@ -234,7 +249,10 @@ class ScriptedTeacher:
             messages.append({"role": "tool", "name": TOOL_NAME, "content": tool_output})
             thought = self._ruled_thought(tool_output)
             contrast = clauses_in(tool_output)[1:2]  # the rule's closest clause of the other side
-            if prompt.label == "harmful" and contrast and contrast[0][0]:
+            if prompt.swapped_rule is not None:
+                # the swapped rule's "allowed" side is what the real rule forbids: offer nothing
+                final = self.refusal(prompt, alternative="")
+            elif prompt.label == "harmful" and contrast and contrast[0][0]:
                 final = self.refusal(prompt, alternative=contrast[0][1])
         elif prompt.label == "harmful":
             thought = f"{opening} I will refuse and offer a safe alternative."

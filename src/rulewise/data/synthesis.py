@@ -92,7 +92,44 @@ def sft_record(
         "consulted": traj.consulted,
         "consulted_rules": traj.consulted_rules,
         "teacher": teacher,
+        **({"swapped_rule": prompt.swapped_rule} if prompt.swapped_rule else {}),
     }
+
+
+def counterfactual_prompts(
+    prompts: Sequence[TrainingPrompt], consult: Callable[[str], str], share: float, seed: int = 0
+) -> list[TrainingPrompt]:
+    """Counterfactual copies of about ``share`` of the look-alike prompts: the same request under
+    a rulebook whose retrieved rule has its sides swapped, so it is to be refused.
+
+    Why: in ordinary BC data the retrieved clause always agrees with the prompt's label, so a
+    student can reach the right answer from the prompt alone and never learn to read the rule;
+    then editing a rule changes nothing. With the same request answered under both rulebooks,
+    only the clause tells the two apart. Only look-alikes are swapped (allowed → forbidden):
+    the copy's answer is a refusal, so no harmful content is ever written as training data.
+    """
+    from rulewise.data.prompt_set import family_key
+    from rulewise.data.scripted_teacher import stable_unit
+    from rulewise.rules.tool import rule_ids_in
+
+    copies = []
+    for prompt in prompts:
+        if prompt.kind != "lookalike" or stable_unit(seed, prompt.id, "counterfactual") >= share:
+            continue
+        output = consult(family_key(prompt))
+        ids = rule_ids_in(output)
+        if ids and verdict_in(output) == "comply":
+            copies.append(
+                prompt.model_copy(
+                    update={
+                        "id": f"{prompt.id}#swap-{ids[0]}",
+                        "label": "harmful",
+                        "pair": None,
+                        "swapped_rule": ids[0],
+                    }
+                )
+            )
+    return copies
 
 
 def rejected_path(out: Path) -> Path:

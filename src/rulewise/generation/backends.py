@@ -59,9 +59,15 @@ def serve_in_turns(
             batch.append(request)
         if not batch:
             return
-        completions = backend.complete([r.prompt for r in batch], max_new_tokens, stop_at_tool_call)
-        for request, completion in zip(batch, completions, strict=True):
-            on_done(request, completion)
+        by_limit: dict[int, list[Request]] = {}
+        for request in batch:  # a request's own, lower limit gets a call of its own
+            by_limit.setdefault(min(max_new_tokens, request.max_new_tokens or max_new_tokens), []).append(
+                request
+            )
+        for limit, group in by_limit.items():
+            completions = backend.complete([r.prompt for r in group], limit, stop_at_tool_call)
+            for request, completion in zip(group, completions, strict=True):
+                on_done(request, completion)
 
 
 @dataclass
@@ -196,8 +202,13 @@ class HFBackend:
             return
         ended = stop_checker(self.tokenizer, max_new_tokens, stop_at_tool_call)
 
-        def finish(_: Request, ids: list[int]) -> Completion | None:
-            return self._to_completion(ids, stop_at_tool_call) if ended(ids) else None
+        def finish(request: Request, ids: list[int]) -> Completion | None:
+            stop = (
+                ended(ids)
+                or (request.max_new_tokens is not None and len(ids) >= request.max_new_tokens)
+                or (request.cancelled is not None and request.cancelled())
+            )
+            return self._to_completion(ids, stop_at_tool_call) if stop else None
 
         self.model.eval()  # gradient checkpointing in train mode drops the KV cache
         with autocast(self.precision, self.model.device):

@@ -50,6 +50,8 @@ class Request:
 
     key: object
     prompt: str | list[int]
+    max_new_tokens: int | None = None  # this turn's own limit, below the backend call's
+    cancelled: Callable[[], bool] | None = None  # True: end the turn now, its slot is wanted
 
 
 @dataclass

@@ -19,7 +19,7 @@ from typing import Any
 from transformers import PreTrainedTokenizerBase
 
 from rulewise.generation.backends import Completion, CompletionBackend, Request, serve_in_turns
-from rulewise.generation.parsing import parse_assistant_turn, split_reasoning
+from rulewise.generation.parsing import ParsedTurn, parse_assistant_turn, split_reasoning
 from rulewise.generation.prompts import default_system_prompt
 from rulewise.generation.tools import ToolRegistry
 from rulewise.generation.trajectory import Trajectory
@@ -32,6 +32,29 @@ class LoopConfig:
     max_new_tokens: int = 256  # per assistant turn
     max_tool_calls: int = 2  # per conversation, malformed calls included; one more ends it ("call_cap")
     batch_size: int = 8  # conversations completed together in one backend call
+
+
+@dataclass
+class Job:
+    """A conversation to run, and what only this conversation asks for (a server's request)."""
+
+    key: object
+    trajectory: Trajectory
+    max_new_tokens: int | None = None  # per turn, below the loop's own limit
+    client_tools: Sequence[dict[str, Any]] = ()  # JSON schemas of tools the caller executes itself
+    cancelled: Callable[[], bool] | None = None  # True once nobody waits for the answer any more
+
+    @property
+    def client_tool_names(self) -> frozenset[str]:
+        return frozenset(tool.get("function", tool).get("name", "") for tool in self.client_tools)
+
+
+def _as_messages(turn: ParsedTurn) -> list[dict[str, Any]]:
+    """A turn's parsed calls in the chat format's ``tool_calls`` shape."""
+    return [
+        {"type": "function", "function": {"name": call.name, "arguments": call.arguments}}
+        for call in turn.tool_calls
+    ]
 
 
 class ToolUseGenerator:
@@ -72,8 +95,8 @@ class ToolUseGenerator:
         reasoning, _ = split_reasoning(text)
         return len(self.tokenizer(reasoning, add_special_tokens=False)["input_ids"]) if reasoning else 0
 
-    def render(self, messages: Conversation) -> str:
-        tools = self.registry.schemas_source if self.registry else None
+    def render(self, messages: Conversation, client_tools: Sequence[dict[str, Any]] = ()) -> str:
+        tools = [*self.registry.schemas_source, *client_tools] or None
         return self.tokenizer.apply_chat_template(
             messages, tools=tools, add_generation_prompt=True, tokenize=False
         )
@@ -92,32 +115,74 @@ class ToolUseGenerator:
             for i, prompt in enumerate(prompts)
         ]
 
-        # Conversations awaiting their next turn go first, then new ones (longest prompts first,
-        # so similar lengths run together). HF models batch continuously at token level and
-        # reuse each conversation's keys/values for its next turn; other backends batch per turn.
+        # New conversations longest prompt first, so similar lengths run together.
         def length(i: int) -> int:
             return sum(len(m.get("content") or "") for m in states[i].messages)
 
         fresh = deque(sorted(range(len(states)), key=length, reverse=True))
-        waiting: deque[int] = deque()
+
+        def next_job() -> Job | None:
+            if not fresh:
+                return None
+            index = fresh.popleft()
+            return Job(index, states[index])
+
+        def finished(job: Job) -> None:
+            if on_finished is not None:
+                on_finished(job.key, job.trajectory)  # type: ignore[arg-type]
+
+        self.drive(next_job, finished)
+        return states
+
+    def drive(
+        self,
+        next_job: Callable[[], Job | None],
+        on_finished: Callable[[Job], None] | None = None,
+        on_turn: Callable[[Job], None] | None = None,
+    ) -> None:
+        """Run conversations handed out by ``next_job`` until it has none and all have ended.
+
+        ``next_job`` is asked whenever a batch slot is free, so a source that keeps receiving
+        work (a server) has new conversations join the running batch. Conversations awaiting
+        their next turn go before new ones. HF models batch continuously at token level and reuse
+        each conversation's keys/values for its next turn; other backends batch per turn.
+        ``on_turn`` fires after each assistant turn (and its tool results) is appended.
+        """
+        jobs: dict[object, Job] = {}
+        waiting: deque[object] = deque()
 
         def next_request() -> Request | None:
-            if not (waiting or fresh):
-                return None
-            index = waiting.popleft() if waiting else fresh.popleft()
-            return Request(key=index, prompt=self.render(states[index].messages))
+            if waiting:
+                job = jobs[waiting.popleft()]
+            else:
+                job = next_job()
+                if job is None:
+                    return None
+                jobs[job.key] = job
+            return Request(
+                key=job.key,
+                prompt=self.render(job.trajectory.messages, job.client_tools),
+                max_new_tokens=job.max_new_tokens,
+                cancelled=job.cancelled,
+            )
 
         def on_done(request: Request, completion: Completion) -> bool:
-            index = request.key
-            traj = states[index]
+            job = jobs[request.key]
+            traj = job.trajectory
             traj.generated_tokens += completion.num_tokens
             traj.reasoning_tokens += self.count_reasoning_tokens(completion.text)
             traj.assistant_turns += 1
-            if self._step(traj, completion.text, completion.stop):
-                waiting.append(index)
+            more = self._step(traj, completion.text, completion.stop, job.client_tool_names)
+            if job.cancelled is not None and job.cancelled():
+                more = False
+            if on_turn is not None:
+                on_turn(job)
+            if more:
+                waiting.append(request.key)
                 return True
+            del jobs[request.key]
             if on_finished is not None:
-                on_finished(index, traj)
+                on_finished(job)
             return False
 
         serve = getattr(self.backend, "serve", None) or functools.partial(serve_in_turns, self.backend)
@@ -128,12 +193,13 @@ class ToolUseGenerator:
             stop_at_tool_call=bool(self.registry),
             batch_size=self.config.batch_size,
         )
-        return states
 
-    def _step(self, traj: Trajectory, text: str, stop: str) -> bool:
+    def _step(
+        self, traj: Trajectory, text: str, stop: str, client_tools: frozenset[str] = frozenset()
+    ) -> bool:
         """Apply one completion to a conversation; True if it needs another round."""
         messages = traj.messages
-        if not self.registry:
+        if not self.registry and not client_tools:
             messages.append({"role": "assistant", "content": text.strip()})
             traj.finish_reason = "answer" if stop == "eos" else "length"
             return False
@@ -143,6 +209,11 @@ class ToolUseGenerator:
             traj.truncated_tool_call = turn.unclosed_call is not None
             traj.finish_reason = "answer" if stop == "eos" else "length"
             return False
+        if any(call.name in client_tools for call in turn.tool_calls):
+            # The caller's own tools run on the caller's side: hand the calls back unexecuted.
+            messages.append({"role": "assistant", "content": turn.content, "tool_calls": _as_messages(turn)})
+            traj.finish_reason = "tool_calls"
+            return False
         calls_so_far = traj.num_tool_calls + traj.num_malformed_calls
         if calls_so_far + len(turn.tool_calls) > self.config.max_tool_calls:
             messages.append({"role": "assistant", "content": text.strip()})
@@ -150,16 +221,7 @@ class ToolUseGenerator:
             return False
         results = [self.registry.execute(call) for call in turn.tool_calls]
         if all(result.ok for result in results):
-            messages.append(
-                {
-                    "role": "assistant",
-                    "content": turn.content,
-                    "tool_calls": [
-                        {"type": "function", "function": {"name": call.name, "arguments": call.arguments}}
-                        for call in turn.tool_calls
-                    ],
-                }
-            )
+            messages.append({"role": "assistant", "content": turn.content, "tool_calls": _as_messages(turn)})
         else:  # keep what the model really wrote, so the transcript shows the malformed call
             messages.append({"role": "assistant", "content": text.strip()})
         for result in results:

@@ -11,7 +11,7 @@ from rulewise.generation.backends import CompletionBackend, HFBackend, SamplingC
 from rulewise.generation.engine import LoopConfig, ToolUseGenerator
 from rulewise.models.loading import LoadedModel
 from rulewise.rules.loading import load_rulebook
-from rulewise.rules.retrieval import RetrieverKind, build_retriever
+from rulewise.rules.retrieval import RetrieverKind, RuleRetriever, build_retriever
 from rulewise.rules.tool import RULES_PER_CALL, make_consult_tool
 from rulewise.runtime import Precision, use_bf16
 
@@ -30,6 +30,7 @@ def build_generator(
     loop: LoopConfig | None = None,
     system_prompt: str | None = None,
     backend: BackendKind = "hf",
+    rules: RuleRetriever | None = None,
 ) -> ToolUseGenerator:
     """A :class:`ToolUseGenerator` offering ``consult_safety_rules`` if ``use_tools``.
 
@@ -37,11 +38,13 @@ def build_generator(
     model is then for generation only).
 
     ``backend="vllm"`` continues the same rendered prompts with vLLM (GPU) from ``loaded.source``;
-    ``loaded`` then only needs its tokenizer (see :func:`load_for_backend`).
+    ``loaded`` then only needs its tokenizer (see :func:`load_for_backend`). ``rules`` replaces
+    the retriever built from ``rulebook`` (a server's live, reloadable rulebook).
     """
     tools = []
     if use_tools:
-        tools.append(make_consult_tool(build_retriever(load_rulebook(rulebook), retriever), k=top_k))
+        rules = rules or build_retriever(load_rulebook(rulebook), retriever)
+        tools.append(make_consult_tool(rules, k=top_k))
     if backend == "vllm":
         from rulewise.generation.vllm_backend import VLLMBackend
 

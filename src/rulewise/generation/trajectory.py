@@ -10,7 +10,8 @@ from rulewise.generation.parsing import split_reasoning
 from rulewise.generation.tools import ToolResult
 from rulewise.rules.tool import TOOL_NAME, rule_ids_in
 
-FinishReason = Literal["answer", "length", "call_cap"]
+#: ``tool_calls``: the model called a tool the caller runs itself (a server client's own tool).
+FinishReason = Literal["answer", "length", "call_cap", "tool_calls"]
 
 
 class Trajectory(BaseModel):

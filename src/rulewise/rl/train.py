@@ -42,7 +42,6 @@ class RLSettings(TrainingSettings):
         description="the advantage estimator, by its registered name (rulewise.rl.advantages): 'ifpo' "
         "(GRPO rebalanced by inverse mode frequency), 'grpo', 'dr_grpo' (GRPO without the std division)",
     )
-    model: str = Field(description="the policy to start from: an SFT checkpoint directory (or 'default')")
     prompts: str = Field(description="training prompts (the prompt-set JSONL `rulewise data prompts` writes)")
     max_steps: int = Field(
         default=20, ge=1, description="optimiser steps, each on one batch of fresh rollouts"

@@ -102,3 +102,18 @@ class Rulebook(BaseModel):
     @property
     def categories(self) -> list[str]:
         return sorted({rule.category for rule in self.rules})
+
+    def with_sides_swapped(self, rule_id: str) -> Rulebook:
+        """A counterfactual rulebook: rule ``rule_id`` forbids what it allowed and allows what it
+        forbade (its examples' verdicts flip too). Synthesis uses it to show a student the same
+        request under opposite rules, so the answer must follow the retrieved clause."""
+        rule = self.get(rule_id)
+        flipped = [
+            example.model_copy(update={"verdict": "comply" if example.verdict == "refuse" else "refuse"})
+            for example in rule.examples
+        ]
+        swapped = rule.model_copy(
+            update={"allowed": rule.disallowed, "disallowed": rule.allowed, "examples": flipped}
+        )
+        rules = [swapped if r.id == rule.id else r for r in self.rules]
+        return self.model_copy(update={"rules": rules, "version": f"{self.version}+swap-{rule.id}"})

@@ -24,7 +24,6 @@ CURVE_KEYS = ["loss", "rewards/margins", "rewards/accuracies", "rewards/chosen",
 class DPOSettings(SupervisedSettings):
     """Everything ``rulewise train dpo`` reads from ``--config`` and ``--set``."""
 
-    data: str = Field(description="preference pairs (TRL's conversational prompt/chosen/rejected JSONL)")
     beta: float = Field(default=0.1, gt=0, description="strength of the pull towards the reference model")
     loss_type: str = Field(default="sigmoid", description="TRL loss: sigmoid (DPO), ipo, hinge, robust, ...")
     learning_rate: float = job_default("learning_rate", 5e-6)

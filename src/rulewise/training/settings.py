@@ -96,7 +96,10 @@ class TrainingSettings(BaseModel):
 class SupervisedSettings(TrainingSettings):
     """What the two supervised jobs (SFT and DPO) add: epochs, schedule, batches, LoRA."""
 
-    data: str = Field(description="training data (JSONL); a bad line is reported with its number")
+    data: str = Field(
+        description="training data JSONL: trajectories (SFT) or TRL's conversational prompt/chosen/rejected "
+        "pairs (DPO); a bad line is reported with its number"
+    )
     epochs: float = Field(default=1.0, gt=0, description="passes over the data (max_steps > 0 overrides it)")
     lr_scheduler: str = Field(
         default="cosine", description="transformers scheduler name: cosine, linear, constant, ..."

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
@@ -43,6 +43,12 @@ ACCEPTS: dict[str, set[str]] = {
 MODEL_LOAD_SECONDS = 15.0
 EVAL_SECONDS_PER_ITEM = 1.0  # continuous batching (quickstart: 24 conversations in about 20 s)
 UNKNOWN_SIZE = 100  # items assumed for a benchmark without a limit
+
+
+def recipe_model_field() -> Any:
+    """A stage's ``model``: recipes name models by reference, so the default is the recipe's base
+    (one definition for every kind that takes a model)."""
+    return Field(default=BASE_MODEL, description="the model: 'base' (the recipe's), @STAGE or a model spec")
 
 
 def parse_reference(value: str) -> tuple[str, str | None] | None:

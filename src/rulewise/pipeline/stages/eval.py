@@ -10,7 +10,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from rulewise.errors import RulewiseError
 from rulewise.evaluation.runner import BenchSpec, EvalConfig
 from rulewise.pipeline.stages.base import (
-    BASE_MODEL,
     EVAL_SECONDS_PER_ITEM,
     MODEL_LOAD_SECONDS,
     UNKNOWN_SIZE,
@@ -19,6 +18,7 @@ from rulewise.pipeline.stages.base import (
     check_model,
     check_rulebook,
     parse_reference,
+    recipe_model_field,
 )
 
 
@@ -38,9 +38,7 @@ class EvalStage(StageKind, EvalConfig):
     output = "eval"
 
     kind: Literal["eval"]
-    model: str = Field(
-        default=BASE_MODEL, description="the model: 'base' (the recipe's), @STAGE or a model spec"
-    )
+    model: str = recipe_model_field()
     label: str | None = Field(default=None, description="name in the report (default: the stage name)")
     benches: list[str | BenchEntry] = Field(  # type: ignore[assignment]
         min_length=1, description="NAME[:LAYOUT][@N]=PATH specs, or {spec, optional} entries"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from rulewise.pipeline.stages.base import MODEL_LOAD_SECONDS
 from rulewise.pipeline.stages.training import TrainingStage
@@ -17,14 +17,10 @@ class RLStage(TrainingStage, RLSettings):
     command = "rl"
     data_field = "prompts"
     settings_class = RLSettings
+    runner = "rulewise.rl.train:run_rl"
 
     kind: Literal["rl"]
 
     def estimate_seconds(self) -> float:
         rollouts = self.max_steps * self.prompts_per_step * self.group_size
         return MODEL_LOAD_SECONDS + rollouts * RL_SECONDS_PER_ROLLOUT
-
-    def train(self, settings: Any) -> None:
-        from rulewise.rl.train import run_rl
-
-        run_rl(settings)

@@ -22,6 +22,13 @@ class SynthesisStage(StageKind):
     rulebook: str = Field(default="default", description="the rulebook (YAML/JSON path)")
     paraphrase: str | None = Field(default=None, description="bc only: openai:MODEL@URL rewriting reasoning")
     shortest_of: int = Field(default=1, ge=1, description="rw only: keep the shortest accepted of N chains")
+    counterfactual: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="bc only: share of look-alike prompts also written under a rulebook with their rule's "
+        "sides swapped (refused there), so answers must follow the retrieved clause",
+    )
 
     def references(self) -> dict[str, str]:
         return {"prompts": self.prompts}
@@ -45,7 +52,14 @@ class SynthesisStage(StageKind):
             if self.kind == "rw":
                 report = synthesize_rw(prompts, out, shortest_of=self.shortest_of, progress=hooks, **common)
             elif self.kind == "bc":
-                report = synthesize_bc(prompts, out, paraphrase=self.paraphrase, progress=hooks, **common)
+                report = synthesize_bc(
+                    prompts,
+                    out,
+                    paraphrase=self.paraphrase,
+                    counterfactual=self.counterfactual,
+                    progress=hooks,
+                    **common,
+                )
             else:
                 report = synthesize_context_distill(prompts, out, progress=hooks, **common)
         ctx.console.print(

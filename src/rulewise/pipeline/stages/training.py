@@ -3,6 +3,7 @@ settings plus the stage's inputs; it runs in this process or as an ``accelerate 
 
 from __future__ import annotations
 
+import importlib
 import shlex
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from rulewise.pipeline.stages.base import (
     check_file,
     check_model,
     check_rulebook,
+    recipe_model_field,
 )
 
 # Seconds on the 2-core reference machine (see base.py): SFT with the shared-prefix forward in
@@ -35,9 +37,11 @@ class TrainingStage(StageKind):
 
     output = "model"
     command: ClassVar[str]  # rulewise train COMMAND
-    data_field: ClassVar[str]  # the field naming what it trains on
+    data_field: ClassVar[str] = "data"  # the field naming what it trains on
     settings_class: ClassVar[type[BaseModel]]
+    runner: ClassVar[str]  # "module:function" behind rulewise train COMMAND, imported when run
 
+    model: str = recipe_model_field()
     out: str = Field(default="", description="set by the pipeline: the stage's directory")
     launcher: Launcher | None = Field(default=None, description="run as an accelerate launch job")
 
@@ -72,8 +76,10 @@ class TrainingStage(StageKind):
         return reads
 
     def train(self, settings: Any) -> None:
-        """In this process: the function behind ``rulewise train COMMAND``."""
-        raise NotImplementedError
+        """In this process: the function behind ``rulewise train COMMAND`` (imported only now, so
+        listing or checking a recipe does not import the training stack)."""
+        module, _, function = self.runner.partition(":")
+        getattr(importlib.import_module(module), function)(settings)
 
     def run(self, ctx: StageContext, name: str) -> None:
         settings = self.settings(ctx, name)
