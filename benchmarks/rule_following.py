@@ -16,14 +16,12 @@ import argparse
 from pathlib import Path
 
 import torch
-import yaml
 
 from rulewise.evaluation.benchmarks import parse_bench_spec
 from rulewise.evaluation.rule_following import (
-    DEFAULT_EDITS,
-    RuleEdit,
     answer_outcomes,
     edit_effect,
+    load_edits,
     rulebook_verdicts,
     write_edited,
 )
@@ -44,17 +42,15 @@ def main() -> None:
     parser.add_argument("--bench", action="append", required=True, help="as for rulewise eval --bench")
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--rules", default=str(default_rulebook_path()), help="the original rulebook")
-    parser.add_argument("--edits", help="YAML list of edits (name, kind, rule, clauses, category)")
+    parser.add_argument(
+        "--edits", help="YAML list of edits (default: src/rulewise/evaluation/data/rule_edits.yaml)"
+    )
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    edits = (
-        [RuleEdit.model_validate(e) for e in yaml.safe_load(Path(args.edits).read_text())]
-        if args.edits
-        else DEFAULT_EDITS
-    )
+    edits = load_edits(args.edits)
     benches = [BenchSpec(**parse_bench_spec(spec)) for spec in args.bench]
     base = EvalConfig(model=args.model, benches=benches, limit=args.limit, rulebook=args.rules)
     prompts = {item.id: item.prompt for item in load_items(base) if item.task != "math"}

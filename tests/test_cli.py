@@ -193,3 +193,31 @@ def test_config_show_lists_every_setting_with_its_default_and_description(cli):
         assert text in out
     code, _, err = cli("config", "show", "ppo")
     assert code == 2 and "unknown job 'ppo'" in err and "sft, rl, dpo, eval, srpo, serve" in err
+
+
+def test_eval_and_chat_flags_default_to_the_eval_settings_model():
+    """The flags are declared for typer, their defaults come from one place: EvalConfig (and the
+    eval stage's own fields); a flag whose default drifts from it fails here."""
+    import enum
+    import inspect
+
+    from rulewise.cli.chat_cmd import chat
+    from rulewise.cli.eval_cmd import eval_command
+    from rulewise.evaluation.runner import EvalConfig
+    from rulewise.pipeline.stages.eval import EvalStage
+
+    checked = 0
+    for command in (eval_command, chat):
+        for name, parameter in inspect.signature(command).parameters.items():
+            if name not in EvalStage.model_fields or name == "model":  # a recipe's model defaults to 'base'
+                continue
+            default = (
+                parameter.default.value if isinstance(parameter.default, enum.Enum) else parameter.default
+            )
+            assert default == EvalStage.model_fields[name].default, (command.__name__, name)
+            checked += 1
+    assert checked >= 20
+    assert (
+        inspect.signature(eval_command).parameters["model"].default
+        == EvalConfig.model_fields["model"].default
+    )

@@ -334,6 +334,26 @@ def test_a_tool_turn_reuses_the_conversation_cache_and_equals_reencoding(tiny_to
     assert not cached.batcher._kept  # the conversation ended: its cache is released
 
 
+def test_a_finished_conversation_sent_again_with_more_turns_equals_reencoding(tiny_tokenizer, tool):
+    """A server client that ran its own tool comes back with the whole history as a new request:
+    the remembered prompt must not have grown with the first request's generated tokens."""
+    from conftest import build_tiny_model
+
+
+    model = build_tiny_model(len(tiny_tokenizer), seed=3)
+    gen = ToolUseGenerator(HFBackend(model, tiny_tokenizer), tiny_tokenizer, tools=[tool])
+    messages = gen.start("What is the weather in Paris?")
+    cached, fresh = (HFBackend(model, tiny_tokenizer, precision="fp32") for _ in range(2))
+    (first,) = cached.complete([gen.render(messages)], 12, False)
+    messages += [
+        {"role": "assistant", "content": first.text},
+        {"role": "tool", "name": "get_weather", "content": "sunny"},
+    ]
+    again = cached.complete([gen.render(messages)], 12, False)
+    assert again == fresh.complete([gen.render(messages)], 12, False)
+    assert cached.batcher.stats.reused_tokens > 0
+
+
 def test_continuous_rows_end_at_end_of_turn_tool_call_or_limit(tiny_tokenizer):
     from rulewise.generation.continuous import stop_checker
 

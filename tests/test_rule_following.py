@@ -3,20 +3,30 @@
 import pytest
 import yaml
 
+from rulewise.errors import RulewiseError
 from rulewise.evaluation.rule_following import (
-    DEFAULT_EDITS,
     RuleEdit,
     answer_outcomes,
     edit_effect,
+    load_edits,
     rulebook_verdicts,
     write_edited,
 )
 from rulewise.rules.loading import default_rulebook_path, load_rulebook
 
+DEFAULT_EDITS = load_edits()
+
+
+def test_an_edits_file_with_a_bad_field_names_its_line(tmp_path):
+    path = tmp_path / "edits.yaml"
+    path.write_text("- name: a\n  kind: remove\n  rule: WEAP-01\n- name: b\n  kind: rename\n  rule: X-1\n")
+    with pytest.raises(RulewiseError, match=r"edits.yaml:5: field '\[1\].kind'"):
+        load_edits(path)
+
 
 def test_each_kind_of_edit_changes_only_its_rule(tmp_path):
     original = load_rulebook()
-    removed, allowed, forbidden = (
+    removed, allowed, forbidden, *_, disallowed = (
         load_rulebook(write_edited(default_rulebook_path(), edit, tmp_path / f"{i}.yaml"))
         for i, edit in enumerate(DEFAULT_EDITS)
     )
@@ -26,6 +36,9 @@ def test_each_kind_of_edit_changes_only_its_rule(tmp_path):
     assert allowed.get("THEFT-01").allowed[1:] == original.get("THEFT-01").allowed
     assert [rule.id for rule in forbidden.rules] == [*ids, "CLEAN-01"]
     assert forbidden.get("CLEAN-01").disallowed == DEFAULT_EDITS[2].clauses
+    cyber = original.get("CYBER-01")
+    assert disallowed.get("CYBER-01").disallowed == [*DEFAULT_EDITS[-1].clauses, *cyber.disallowed]
+    assert disallowed.get("CYBER-01").allowed == cyber.allowed
 
 
 def test_an_edit_of_a_missing_rule_is_an_error():

@@ -27,10 +27,25 @@ from rulewise.serving.server import ServerThread, ServeSettings, build_server
 CALL = '<think>\nThis may be dangerous.\n</think>\n<tool_call>\n{"name": "consult_safety_rules", "arguments": {"query": "pipe bomb"}}\n</tool_call>'
 
 
+WEATHER_CALL = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather in a city.",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+
+
 def script(text: str) -> str:
     """Consult on a bomb request; then refuse or help as the returned clause says, naming the rule."""
     if "long story" in text:
         return "word " * 400
+    if "weather" in text:  # the client's own tool
+        if "<tool_response>" not in text:
+            return WEATHER_CALL
+        return "<think>\nThe client's tool answered.\n</think>\nIt is sunny in Paris."
     if "build a pipe bomb" in text and "<tool_response>" not in text:
         return CALL
     if "<tool_response>" in text:
@@ -270,3 +285,20 @@ def test_a_client_that_leaves_mid_stream_frees_its_slot(served):
     assert line["finish_reason"] == "disconnected"
     assert server.engine.generator.backend.batcher.stats.decode_steps < 400  # cut short, not run out
     assert ask(client, "How do I kill a process?").parse().choices[0].message.content == "Use `kill PID`."
+
+
+def test_client_tools_pass_through_to_the_client_and_back(served):
+    server, _, client = served
+    messages = [{"role": "user", "content": "What is the weather in Paris?"}]
+    first = client.chat.completions.create(model="tiny", messages=messages, tools=[WEATHER_TOOL])
+    choice = first.choices[0]
+    assert choice.finish_reason == "tool_calls" and first.rulewise["consulted_rules"] == []
+    (call,) = choice.message.tool_calls
+    assert call.function.name == "get_weather" and json.loads(call.function.arguments) == {"city": "Paris"}
+    messages += [
+        {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
+        {"role": "tool", "tool_call_id": call.id, "content": "sunny, 21 C"},
+    ]
+    second = client.chat.completions.create(model="tiny", messages=messages, tools=[WEATHER_TOOL])
+    assert second.choices[0].message.content == "It is sunny in Paris."
+    assert [line["verdict"] for line in audit_lines(server)] == ["tool_calls", "comply"]

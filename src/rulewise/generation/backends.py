@@ -12,7 +12,7 @@ import copy
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, Protocol, TypedDict, Unpack
 
 import torch
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
@@ -42,20 +42,23 @@ NextRequest = Callable[[], "Request | None"]
 OnDone = Callable[["Request", Completion], bool]
 
 
+class TurnLimits(TypedDict):
+    """How every backend's ``serve`` generates turns (declared once for all of them)."""
+
+    max_new_tokens: int  # per turn; a request's own ``max_new_tokens`` may lower it
+    stop_at_tool_call: bool  # end a turn right after ``</tool_call>``
+    batch_size: int  # requests generated together
+
+
 def serve_in_turns(
-    backend: CompletionBackend,
-    next_request: NextRequest,
-    on_done: OnDone,
-    *,
-    max_new_tokens: int,
-    stop_at_tool_call: bool,
-    batch_size: int,
+    backend: CompletionBackend, next_request: NextRequest, on_done: OnDone, **limits: Unpack[TurnLimits]
 ) -> None:
     """Turn-level batching for backends that only ``complete`` a list of prompts (vLLM, which
     batches continuously inside, and test doubles): up to ``batch_size`` requests per call."""
+    max_new_tokens = limits["max_new_tokens"]
     while True:
         batch: list[Request] = []
-        while len(batch) < batch_size and (request := next_request()) is not None:
+        while len(batch) < limits["batch_size"] and (request := next_request()) is not None:
             batch.append(request)
         if not batch:
             return
@@ -65,7 +68,7 @@ def serve_in_turns(
                 request
             )
         for limit, group in by_limit.items():
-            completions = backend.complete([r.prompt for r in group], limit, stop_at_tool_call)
+            completions = backend.complete([r.prompt for r in group], limit, limits["stop_at_tool_call"])
             for request, completion in zip(group, completions, strict=True):
                 on_done(request, completion)
 
@@ -179,28 +182,14 @@ class HFBackend:
         reuse = self._batcher.stats.summary() if self._batcher else "nothing generated yet"
         return f"generation: {weights}, continuous batching; {reuse}"
 
-    def serve(
-        self,
-        next_request: NextRequest,
-        on_done: OnDone,
-        *,
-        max_new_tokens: int,
-        stop_at_tool_call: bool,
-        batch_size: int,
-    ) -> None:
+    def serve(self, next_request: NextRequest, on_done: OnDone, **limits: Unpack[TurnLimits]) -> None:
         """Generate a turn for every request ``next_request`` hands out, reporting each to ``on_done``
         as it ends (``on_done`` returns True when the conversation will send another turn)."""
         if not self.continuous:
-            serve_in_turns(
-                self,
-                next_request,
-                on_done,
-                max_new_tokens=max_new_tokens,
-                stop_at_tool_call=stop_at_tool_call,
-                batch_size=batch_size,
-            )
+            serve_in_turns(self, next_request, on_done, **limits)
             return
-        ended = stop_checker(self.tokenizer, max_new_tokens, stop_at_tool_call)
+        stop_at_tool_call = limits["stop_at_tool_call"]
+        ended = stop_checker(self.tokenizer, limits["max_new_tokens"], stop_at_tool_call)
 
         def finish(request: Request, ids: list[int]) -> Completion | None:
             stop = (
@@ -212,7 +201,7 @@ class HFBackend:
 
         self.model.eval()  # gradient checkpointing in train mode drops the KV cache
         with autocast(self.precision, self.model.device):
-            self.batcher.run(next_request, on_done, finish, batch_size)
+            self.batcher.run(next_request, on_done, finish, limits["batch_size"])
 
     def _prefix_kv(self, prefix: list[int], device: torch.device) -> DynamicCache:
         """Keys/values of ``prefix`` (computed once per distinct prefix), as a fresh copy."""

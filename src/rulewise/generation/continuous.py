@@ -188,7 +188,9 @@ class ContinuousBatcher:
         )
         layers = _layers(cache)
         if new_prefix:
-            self._prefix = (ids, layers)  # remember this prompt for the conversations that follow
+            # remember this prompt for the conversations that follow; a copy, as the row's own
+            # list grows with every generated token while these keys/values do not
+            self._prefix = (list(ids), layers)
         self.stats.prompt_tokens += len(ids)
         self.stats.reused_tokens += reuse
         return _Row(request, ids), layers, out.logits[:, -1].float()

@@ -169,7 +169,6 @@ def run_rl(
 
     ``loaded`` replaces loading ``settings.model`` (a model built in code, e.g. for tests).
     """
-    import torch
     from trl import GRPOConfig
 
     from rulewise.evaluation.judges import build_judge
@@ -180,9 +179,8 @@ def run_rl(
     from rulewise.rl.trainer import IFPOTrainer
     from rulewise.rules import build_retriever, load_rulebook
     from rulewise.rules.tool import make_consult_tool
-    from rulewise.runtime import describe_precision
     from rulewise.training.common import Curves, prepare_for_training, train_and_save
-    from rulewise.training.settings import trl_arguments
+    from rulewise.training.settings import trl_config
 
     out = Path(settings.out)
     rollouts_per_step = settings.prompts_per_step * settings.group_size
@@ -202,30 +200,25 @@ def run_rl(
     loaded = loaded or load_model(settings.model)
     tool = make_consult_tool(build_retriever(load_rulebook(settings.rulebook)), k=settings.top_k_rules)
     reward_funcs, reward_weights = build_reward_functions(settings.rewards, build_judge(settings.judge))
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    print(describe_precision(settings.precision, device), flush=True)
-    args = GRPOConfig(
-        **trl_arguments(
-            settings,
-            GRPOConfig,
-            device.type,
-            # One generation batch of all the step's rollouts (groups stay whole, IFPO sees them
-            # all), trained in micro-batches: 16 rollouts of ~800 tokens in one pass need >24 GiB on CPU.
-            per_device_train_batch_size=settings.micro_batch_size,
-            gradient_accumulation_steps=per_process // settings.micro_batch_size,
-            num_generations=settings.group_size,
-            max_completion_length=settings.max_completion_length,
-            max_tool_calling_iterations=settings.max_tool_calls,
-            temperature=settings.temperature,
-            top_p=settings.top_p,
-            beta=settings.beta,
-            loss_type=settings.loss_type,
-            reward_weights=reward_weights,
-            shuffle_dataset=not settings.balance_kinds,  # balanced order is already seeded
-            use_vllm=settings.use_vllm,
-            vllm_mode=settings.vllm_mode,
-            vllm_gpu_memory_utilization=settings.vllm_gpu_memory_utilization,
-        )
+    args = trl_config(
+        settings,
+        GRPOConfig,
+        # One generation batch of all the step's rollouts (groups stay whole, IFPO sees them
+        # all), trained in micro-batches: 16 rollouts of ~800 tokens in one pass need >24 GiB on CPU.
+        per_device_train_batch_size=settings.micro_batch_size,
+        gradient_accumulation_steps=per_process // settings.micro_batch_size,
+        num_generations=settings.group_size,
+        max_completion_length=settings.max_completion_length,
+        max_tool_calling_iterations=settings.max_tool_calls,
+        temperature=settings.temperature,
+        top_p=settings.top_p,
+        beta=settings.beta,
+        loss_type=settings.loss_type,
+        reward_weights=reward_weights,
+        shuffle_dataset=not settings.balance_kinds,  # balanced order is already seeded
+        use_vllm=settings.use_vllm,
+        vllm_mode=settings.vllm_mode,
+        vllm_gpu_memory_utilization=settings.vllm_gpu_memory_utilization,
     )
     prepare_for_training(loaded.model, settings.train_top_layers)
     rollouts = EngineRollouts([tool], settings.max_tool_calls) if settings.engine() == "rulewise" else None

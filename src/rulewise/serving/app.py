@@ -54,7 +54,10 @@ class _Exchange:
         self.events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
 
     def put(self, kind: str, value: Any) -> None:
-        self.loop.call_soon_threadsafe(self.events.put_nowait, (kind, value))
+        try:
+            self.loop.call_soon_threadsafe(self.events.put_nowait, (kind, value))
+        except RuntimeError:  # the server's loop has closed (shutting down): nobody is listening
+            pass
 
 
 def create_app(

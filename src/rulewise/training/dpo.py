@@ -63,22 +63,16 @@ def load_preference_dataset(path: str | Path):
 
 def run_dpo(settings: DPOSettings, *, callbacks: list[Any] | None = None) -> Path:
     """Train (or resume) and save; returns the output directory."""
-    import torch
     from trl import DPOConfig, DPOTrainer
 
     from rulewise.models import load_model
-    from rulewise.runtime import describe_precision
     from rulewise.training.common import Curves, prepare_for_training, train_and_save
-    from rulewise.training.settings import trl_arguments
+    from rulewise.training.settings import trl_config
 
     out = Path(settings.out)
     dataset = load_preference_dataset(settings.data)
     loaded = load_model(settings.model)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    print(describe_precision(settings.precision, device), flush=True)
-    args = DPOConfig(
-        **trl_arguments(settings, DPOConfig, device.type, beta=settings.beta, loss_type=[settings.loss_type])
-    )
+    args = trl_config(settings, DPOConfig, beta=settings.beta, loss_type=[settings.loss_type])
     peft_config, reference = settings.lora.peft_config(), None
     if peft_config is None:
         # TRL would rebuild the reference from the config's Hub id; the default model is a GGUF.

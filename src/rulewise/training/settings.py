@@ -121,6 +121,17 @@ def job_default(name: str, value: Any, base: type[BaseModel] = SupervisedSetting
     return FieldInfo.merge_field_infos(base.model_fields[name], default=value)
 
 
+def trl_config(settings: TrainingSettings, config_class: type, **job_arguments: Any) -> Any:
+    """The job's TRL config on this machine's device, after saying which precision it trains in."""
+    import torch
+
+    from rulewise.runtime import describe_precision
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    print(describe_precision(settings.precision, device), flush=True)
+    return config_class(**trl_arguments(settings, config_class, device.type, **job_arguments))
+
+
 def trl_arguments(
     settings: TrainingSettings, config_class: type, device_type: str, **job_arguments: Any
 ) -> dict[str, Any]:

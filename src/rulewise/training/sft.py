@@ -95,13 +95,11 @@ def _trainer_class(group_by_length: bool):
 
 def run_sft(settings: SFTSettings, *, callbacks: list[Any] | None = None) -> Path:
     """Train (or resume) and save; returns the output directory."""
-    import torch
     from trl import SFTConfig
 
     from rulewise.models import load_model
-    from rulewise.runtime import describe_precision
     from rulewise.training.common import Curves, prepare_for_training, train_and_save
-    from rulewise.training.settings import trl_arguments
+    from rulewise.training.settings import trl_config
 
     out = Path(settings.out)
     dataset = load_sft_dataset(settings.data, oversample_direct=settings.oversample_direct)
@@ -110,9 +108,7 @@ def run_sft(settings: SFTSettings, *, callbacks: list[Any] | None = None) -> Pat
             f"SFT rows: {len(dataset)} (trajectories without a tool call repeated {settings.oversample_direct}×)"
         )
     loaded = load_model(settings.model)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    print(describe_precision(settings.precision, device), flush=True)
-    args = SFTConfig(**trl_arguments(settings, SFTConfig, device.type, assistant_only_loss=True))
+    args = trl_config(settings, SFTConfig, assistant_only_loss=True)
     peft_config = settings.lora.peft_config()
     prepare_for_training(loaded.model, settings.train_top_layers)
     trainer = _trainer_class(settings.group_by_length)(
