@@ -1,10 +1,11 @@
 """SFT throughput: trained (assistant) tokens/s of ``rulewise train sft`` vs a plain TRL SFTTrainer.
 
-    .venv/bin/python benchmarks/bench_sft.py [--steps 8] [--batch-size 8] [--examples 64] [--lora]
+    .venv/bin/python benchmarks/bench_sft.py [--steps 8] [--batch-size 8] [--examples 64] [--lora] [--precision fp32]
 
 Both train the default model on the same scripted-teacher trajectories (system prompt, tool
 schema, rule text: the quickstart's data) for the same number of steps, at the same batch size
-and precision (bf16 autocast where the CPU has native bf16, else fp32), in one process. Trained
+and precision (bf16 autocast where the CPU has native bf16, else fp32; ``--precision fp32`` times
+the fp32 path a CPU without native bf16 takes), in one process. Trained
 tokens are the labelled (assistant) tokens of the batches each run saw, counted as they go by;
 runs are timed by TRL's ``train_runtime``. Ours is also run with ``shared_prefix: false`` to show
 what the shared-prefix forward alone buys. Each line ends with the counted FLOP/s of the run as
@@ -114,6 +115,7 @@ def ours(data: Path, out: Path, args: argparse.Namespace, shared_prefix: bool) -
         save_steps=10_000,
         shared_prefix=shared_prefix,
         lora={"enabled": args.lora},
+        precision=args.precision,
     )
     run_sft(settings)
     return runtime([json.loads(line) for line in (out / "log_history.jsonl").read_text().splitlines()])
@@ -125,6 +127,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--examples", type=int, default=64)
     parser.add_argument("--lora", action="store_true")
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
     args = parser.parse_args()
 
     import torch
@@ -135,7 +138,7 @@ def main() -> None:
     quiet_libraries()
     threads = configure_threads()
     count_trained_tokens()
-    bf16 = use_bf16("auto", torch.device("cpu"))
+    bf16 = use_bf16(args.precision, torch.device("cpu"))
     peak = matmul_peak(bf16)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -163,7 +166,7 @@ def main() -> None:
     mode = "LoRA" if args.lora else "full fine-tuning"
     print(
         f"default model, {mode}, {args.steps} steps of batch {args.batch_size}, {threads} threads, "
-        f"{describe_precision('auto', torch.device('cpu'))}; matmul peak {peak / 1e9:.1f} GFLOP/s"
+        f"{describe_precision(args.precision, torch.device('cpu'))}; matmul peak {peak / 1e9:.1f} GFLOP/s"
     )
     speeds = {label: tokens / seconds for label, ((tokens, seconds), _, _) in results.items()}
     base = speeds["plain TRL SFTTrainer"]
