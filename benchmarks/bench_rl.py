@@ -31,7 +31,9 @@ def step_times(history: list[dict]) -> list[tuple[float, float]]:
     for every implementation (sampled rollouts differ in length between implementations)."""
     steps = [e for e in history if "step_time" in e]
     seen = [0.0] + [float(e["num_tokens"]) for e in steps]
-    return [(e["step_time"], after - before) for e, before, after in zip(steps, seen, seen[1:], strict=True)]
+    return [
+        (e["step_time"], after - before) for e, before, after in zip(steps, seen[:-1], seen[1:], strict=True)
+    ]
 
 
 def after_first(times: list[tuple[float, float]]) -> tuple[float, float]:

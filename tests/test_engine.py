@@ -339,7 +339,6 @@ def test_a_finished_conversation_sent_again_with_more_turns_equals_reencoding(ti
     the remembered prompt must not have grown with the first request's generated tokens."""
     from conftest import build_tiny_model
 
-
     model = build_tiny_model(len(tiny_tokenizer), seed=3)
     gen = ToolUseGenerator(HFBackend(model, tiny_tokenizer), tiny_tokenizer, tools=[tool])
     messages = gen.start("What is the weather in Paris?")
