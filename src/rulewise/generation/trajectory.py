@@ -14,6 +14,12 @@ from rulewise.rules.tool import TOOL_NAME, rule_ids_in
 FinishReason = Literal["answer", "length", "call_cap", "tool_calls"]
 
 
+def message_reasoning(message: dict[str, Any]) -> str:
+    """The reasoning of one assistant message: its think block, and text written before a tool call."""
+    thought, text = split_reasoning(message.get("content") or "")
+    return "\n\n".join(part for part in (thought, text if message.get("tool_calls") else "") if part)
+
+
 class Trajectory(BaseModel):
     """One multi-turn tool-use conversation, as stored in results files and training data.
 
@@ -72,15 +78,9 @@ class Trajectory(BaseModel):
     @property
     def reasoning(self) -> str:
         """All reasoning: think blocks, and any text written before a tool call."""
-        parts = []
-        for message in self.messages:
-            if message["role"] != "assistant":
-                continue
-            thought, answer = split_reasoning(message.get("content") or "")
-            parts.append(thought)
-            if message.get("tool_calls"):
-                parts.append(answer)
-        return "\n\n".join(part for part in parts if part)
+        return "\n\n".join(
+            part for part in (message_reasoning(m) for m in self.messages if m["role"] == "assistant") if part
+        )
 
     @property
     def final_answer(self) -> str:

@@ -24,7 +24,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from rulewise.generation.trajectory import Trajectory
+from rulewise.generation.trajectory import Trajectory, message_reasoning
 from rulewise.serving import protocol
 from rulewise.serving.audit import AuditLog
 from rulewise.serving.engine import ServingEngine, Ticket
@@ -291,7 +291,7 @@ async def _stream(
             if kind == "turn":
                 new, sent_messages = value[sent_messages:], len(value)
                 for message in new:
-                    reasoning = protocol.turn_reasoning(message) if message["role"] == "assistant" else ""
+                    reasoning = message_reasoning(message) if message["role"] == "assistant" else ""
                     if show_reasoning and reasoning:
                         yield protocol.chunk(request_id, model, {"reasoning_content": reasoning})
                 continue

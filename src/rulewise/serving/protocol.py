@@ -19,7 +19,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rulewise.evaluation.judges.refusal import classify_response
 from rulewise.evaluation.verdicts import outcome
-from rulewise.generation.parsing import split_reasoning
 from rulewise.generation.trajectory import Trajectory
 from rulewise.rules.schema import Rulebook
 from rulewise.rules.tool import TOOL_NAME, verdict_in
@@ -189,12 +188,6 @@ def answer_and_reasoning(traj: Trajectory) -> tuple[str, str]:
     if traj.finish_reason == "tool_calls":
         return traj.messages[-1].get("content") or "", traj.reasoning
     return traj.final_answer, traj.reasoning
-
-
-def turn_reasoning(message: dict[str, Any]) -> str:
-    """The reasoning one assistant turn adds (streamed as ``reasoning_content``)."""
-    thought, text = split_reasoning(message.get("content") or "")
-    return "\n\n".join(part for part in (thought, text if message.get("tool_calls") else "") if part)
 
 
 def cited_rules(traj: Trajectory, rulebook: Rulebook) -> list[str]:
