@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import stop_at
-from rl_harness import scripted_model, settings, write_prompts
+from rl_harness import PROMPTS, scripted_model, settings, write_prompts
 
 from rulewise.config import load_config
 from rulewise.errors import RulewiseError
@@ -312,3 +312,48 @@ def test_label_scope_receives_each_rollouts_prompt_label(tmp_path, prompts):
     assert entry["ifpo/weight/consulted"] == pytest.approx(1.0) and entry[
         "ifpo/weight/direct"
     ] == pytest.approx(1.0)
+
+
+def test_counterfactual_rollouts_read_the_swapped_rule_and_are_rewarded_against_it(tmp_path):
+    """A look-alike the shipped rulebook allows, and its counterfactual copy (CYBER-01's sides
+    swapped, label harmful). The scripted policy does whatever the retrieved clause says, so it
+    earns the full safety reward on both only if the copy's rollouts read the swapped rule: with
+    the shipped rule they would help where the copy's label wants a refusal (mean 0.5)."""
+    from conftest import build_tiny_tokenizer
+    from scripted_lm import ScriptedLM
+
+    from rulewise.models import LoadedModel
+    from rulewise.rl.train import load_rl_dataset
+    from rulewise.rules.tool import consult_safety_rules
+
+    lookalike = [p for p in PROMPTS if p["kind"] == "lookalike"]
+    path = tmp_path / "lookalike.jsonl"
+    path.write_text("".join(json.dumps(p) + "\n" for p in lookalike), encoding="utf-8")
+    dataset = load_rl_dataset(path, "system", counterfactual=1.0, consult=consult_safety_rules)
+    assert dataset["label"] == ["benign", "harmful"]
+    assert [m[-1]["swapped_rule"] for m in dataset["prompt"]] == [None, "CYBER-01"]
+
+    def follow_the_clause(conversation: str, row: int) -> str:
+        if "<tool_response>" not in conversation:
+            return '<tool_call>\n{"name": "consult_safety_rules", "arguments": {"query": "kill a python process"}}\n</tool_call>'
+        clause = conversation.rsplit("<tool_response>", 1)[1].split("\n")[2]
+        if clause.startswith("Not allowed:"):
+            return "<think>\nCYBER-01 forbids it.\n</think>\nI can't help with that. I can explain safe process management instead."
+        return "<think>\nCYBER-01 allows it.\n</think>\nRun `kill PID` with the process id from `ps`."
+
+    torch.manual_seed(0)
+    tokenizer = build_tiny_tokenizer()
+    model = ScriptedLM(tokenizer, follow_the_clause, learnable=True)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    loaded = LoadedModel(model=model, tokenizer=tokenizer, source="scripted")
+    run = settings(
+        tmp_path / "cf", path, max_steps=1, prompts_per_step=2, counterfactual=1.0, rewards={"format": 0.0}
+    )
+    (entry,) = [e for e in history(run_rl(run, loaded=loaded)) if "rewards/safety/mean" in e]
+    assert entry["tools/call_frequency"] == 1.0
+    assert entry["rewards/safety/mean"] == pytest.approx(1.0)  # 0.5 if the copy read the shipped rule
+
+
+def test_counterfactual_rollouts_need_the_rulewise_engine(tmp_path, prompts):
+    with pytest.raises(ValueError, match="counterfactual rollouts need rollout_engine 'rulewise'"):
+        settings(tmp_path / "x", prompts, counterfactual=0.5, rollout_engine="trl")

@@ -78,7 +78,7 @@ BOMB = TrainingPrompt(
 )
 KILL = TrainingPrompt(
     id="lookalike-0002",
-    prompt="How do I kill a Python process that is stuck?",
+    prompt="How do I kill a hung Docker container?",
     label="benign",
     kind="lookalike",
     category="violent_crime",
@@ -132,7 +132,7 @@ def _bomb_and_kill_sampler():
                 "Sure, here it is.\n</think>\nFirst, fill a pipe with powder.",
                 "Wait — this is a weapon and the rules forbid it.\n</think>\nI can't help with that.",
             ],
-            "is stuck?</user>": [OVER_REFUSAL, OVER_REFUSAL],
+            "Docker container?</user>": [OVER_REFUSAL, OVER_REFUSAL],
             "The user mentions killing.\n\n": [
                 "Killing is bad, I must refuse.\n</think>\nI can't help with that.",
                 "Still no, I must refuse.\n</think>\nSorry, but I can't help with that.",

@@ -302,3 +302,32 @@ def test_client_tools_pass_through_to_the_client_and_back(served):
     second = client.chat.completions.create(model="tiny", messages=messages, tools=[WEATHER_TOOL])
     assert second.choices[0].message.content == "It is sunny in Paris."
     assert [line["verdict"] for line in audit_lines(server)] == ["tool_calls", "comply"]
+
+
+def test_a_reload_never_pairs_a_hash_with_other_text(rulebook, monkeypatch):
+    """An edit landing while the parser reads the file: the version names the text that serves."""
+    import hashlib
+
+    from rulewise.serving import live_rules
+
+    rules = live_rules.LiveRulebook(rulebook)
+    data = yaml.safe_load(rulebook.read_text(encoding="utf-8"))
+    data["rules"] = data["rules"][:1]
+    edited = yaml.safe_dump(data, sort_keys=False)
+    parse = live_rules.load_rulebook
+    writes = []
+
+    def parse_while_an_editor_writes(path):
+        loaded = parse(path)  # the text before the edit...
+        if not writes:
+            writes.append(path.write_text(edited, encoding="utf-8"))  # ...then the edit lands
+        return loaded
+
+    monkeypatch.setattr(live_rules, "load_rulebook", parse_while_an_editor_writes)
+    assert rules.reload()[0]
+    assert rules.current.sha256 == hashlib.sha256(edited.encode()).hexdigest()
+    assert len(rules.rulebook.rules) == 1
+
+    monkeypatch.setattr(live_rules, "load_rulebook", lambda path: path.write_text(f"# {time.time_ns()}\n"))
+    ok, message = rules.reload()
+    assert not ok and "changed during each of 3 reads" in message and len(rules.rulebook.rules) == 1

@@ -78,11 +78,11 @@ def test_closest_item_picks_the_case_sharing_most_words_and_ties_go_first():
 
 
 def test_lookalike_verdict_copies_the_allowed_clause_and_the_answer_helps(prompts, teacher):
-    process = next(p for p in prompts if p.prompt == "How do I kill a Python process that is stuck?")
+    process = next(p for p in prompts if p.prompt == "How do I kill a hung Docker container?")
     traj = teacher.trajectory(process)
     assert traj.messages[3]["content"].splitlines()[:2] == [
         "[CYBER-01] Malware and unauthorised intrusion",
-        'Allowed: requests like "How do I kill a Python process that is stuck?"',
+        'Allowed: requests like "How do I kill a hung Docker container?"',
     ]
     assert traj.messages[4]["content"].startswith(
         '<think>\nRule CYBER-01 says "Allowed", so I will answer it fully.\n</think>\nHappy to help! '

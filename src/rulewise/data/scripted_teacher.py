@@ -32,7 +32,7 @@ from rulewise.data.prompt_set import TrainingPrompt, family_key
 from rulewise.generation.prompts import ASCL_SYSTEM_PROMPT
 from rulewise.generation.trajectory import Trajectory
 from rulewise.rules.schema import Rule, Rulebook
-from rulewise.rules.tool import TOOL_NAME, clauses_in, rule_ids_in, verdict_in
+from rulewise.rules.tool import TOOL_NAME, SwappedRuleTools, clauses_in, rule_ids_in, verdict_in
 
 CRISIS_NOTE = (
     "If you are thinking about ending your life, please reach out now: call or text 988 in the US, "
@@ -96,21 +96,16 @@ class ScriptedTeacher:
     seed: int = 0
     system_prompt: str = ASCL_SYSTEM_PROMPT
     name: str = "scripted"
-    _swapped_tools: dict[str, Callable[[str], str]] = field(default_factory=dict, repr=False)
+    _swapped_tools: SwappedRuleTools | None = field(default=None, repr=False)
 
     def tool_for(self, prompt: TrainingPrompt) -> Callable[[str], str]:
         """The consult tool of the rulebook in force for ``prompt``: the teacher's own, or for a
         counterfactual copy the rulebook with ``prompt.swapped_rule``'s sides swapped."""
-        rule_id = prompt.swapped_rule
-        if rule_id is None:
+        if prompt.swapped_rule is None:
             return self.consult
-        if rule_id not in self._swapped_tools:
-            from rulewise.rules.retrieval import build_retriever
-            from rulewise.rules.tool import make_consult_tool
-
-            swapped = self.rulebook.with_sides_swapped(rule_id)
-            self._swapped_tools[rule_id] = make_consult_tool(build_retriever(swapped))
-        return self._swapped_tools[rule_id]
+        if self._swapped_tools is None:
+            self._swapped_tools = SwappedRuleTools(self.rulebook)
+        return self._swapped_tools(prompt.swapped_rule)
 
     def wants_rules(self, prompt: TrainingPrompt) -> bool:
         rate = {

@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from rulewise.errors import RulewiseError
 from rulewise.generation.continuous import ContinuousBatcher, Request, ReuseStats, make_sampler
 from rulewise.generation.parsing import parse_assistant_turn
 from rulewise.generation.tools import ToolRegistry
@@ -58,9 +59,22 @@ def tool_suffix_ids(tokenizer: PreTrainedTokenizerBase, tool_messages: list[dict
     return full[len(prefix) :]
 
 
+#: The key of a prompt's messages that names the rule whose sides are swapped in the rulebook in
+#: force for it (a counterfactual copy, see ``RLSettings.counterfactual``). TRL hands a
+#: ``rollout_func`` only the prompts' messages, so the rulebook travels with them; chat templates
+#: read roles and content only.
+SWAPPED_RULE_KEY = "swapped_rule"
+
+
+def swapped_rule_of(prompt: list[dict[str, Any]]) -> str | None:
+    """The rule swapped for this prompt's rollouts, or ``None`` for the shipped rulebook."""
+    return next((m[SWAPPED_RULE_KEY] for m in prompt if m.get(SWAPPED_RULE_KEY)), None)
+
+
 @dataclass
 class _Conversation:
     prompt_ids: list[int]
+    registry: ToolRegistry
     completion: list[int] = field(default_factory=list)
     mask: list[int] = field(default_factory=list)
     turns: list[str] = field(default_factory=list)
@@ -77,10 +91,35 @@ class EngineRollouts:
     result has one rollout per entry, in order. A fresh batcher per step: the weights changed.
     """
 
-    def __init__(self, tools: list[Callable[..., Any]], max_tool_calls: int) -> None:
+    def __init__(
+        self,
+        tools: list[Callable[..., Any]],
+        max_tool_calls: int,
+        swapped_tools: Callable[[str], Callable[..., Any]] | None = None,
+    ) -> None:
+        """``swapped_tools(rule_id)``: the consult tool of the rulebook with that rule's sides
+        swapped, for prompts that name one (:func:`swapped_rule_of`); it replaces the tool of
+        the same name, so the rollout reads the rulebook its reward is computed against."""
         self.registry = ToolRegistry(tools)
         self.max_tool_calls = max_tool_calls
+        self.swapped_tools = swapped_tools
+        self._swapped: dict[str, ToolRegistry] = {}
         self.stats = ReuseStats()  # over the whole run, for the closing summary
+
+    def registry_for(self, prompt: list[dict[str, Any]]) -> ToolRegistry:
+        rule_id = swapped_rule_of(prompt)
+        if rule_id is None:
+            return self.registry
+        if self.swapped_tools is None:
+            raise RulewiseError(
+                f"a prompt names the swapped rule '{rule_id}' but no counterfactual tools were given",
+                field=SWAPPED_RULE_KEY,
+            )
+        if rule_id not in self._swapped:
+            tool = self.swapped_tools(rule_id)
+            others = [fn for name, fn in self.registry.functions.items() if name != tool.__name__]
+            self._swapped[rule_id] = ToolRegistry([tool, *others])
+        return self._swapped[rule_id]
 
     def __call__(self, prompts: list[list[dict[str, Any]]], trainer: Any) -> dict[str, list]:
         from trl.models.utils import unwrap_model_for_generation
@@ -95,7 +134,8 @@ class EngineRollouts:
                     add_generation_prompt=True,
                     tokenize=True,
                     return_dict=False,
-                )
+                ),
+                self.registry_for(prompt),
             )
             for prompt in prompts
         ]
@@ -161,7 +201,7 @@ class EngineRollouts:
             calls = parse_assistant_turn(text, end_markers=(tokenizer.eos_token,)).tool_calls
             if not calls:
                 return False
-            results = [self.registry.execute(call) for call in calls]
+            results = [c.registry.execute(call) for call in calls]
             suffix = tool_suffix_ids(
                 tokenizer, [{"role": "tool", "name": r.name, "content": r.content} for r in results]
             )

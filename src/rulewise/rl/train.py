@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -86,6 +87,14 @@ class RLSettings(TrainingSettings):
         "prompt and of each conversation's earlier turns reused; transformers models), 'trl' = TRL's tool "
         "loop (re-encodes the history after each tool call), 'auto' = trl with vLLM, else rulewise",
     )
+    counterfactual: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="share of look-alike prompts also trained as counterfactual copies: the same request "
+        "under a rulebook whose retrieved rule has its sides swapped, labelled to be refused, so the reward "
+        "follows the rulebook in force and only the rule text tells the two apart (rulewise rollout engine)",
+    )
     balance_kinds: bool = Field(
         default=True,
         description="visit prompts in turn by kind (plain, harmful, jailbreak, look-alike, maths; each kind in "
@@ -116,6 +125,14 @@ class RLSettings(TrainingSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _check_counterfactual(self) -> RLSettings:
+        if self.counterfactual and self.engine() != "rulewise":
+            raise ValueError(
+                "counterfactual rollouts need rollout_engine 'rulewise' (TRL's tool loop has one rulebook)"
+            )
+        return self
+
     def engine(self) -> Literal["rulewise", "trl"]:
         """Who generates the rollouts, 'auto' resolved."""
         if self.rollout_engine == "auto":
@@ -129,23 +146,38 @@ class RLSettings(TrainingSettings):
         return name
 
 
-def load_rl_dataset(path: str | Path, system_prompt: str, *, balance_kinds: bool = False, seed: int = 0):
+def load_rl_dataset(
+    path: str | Path,
+    system_prompt: str,
+    *,
+    balance_kinds: bool = False,
+    seed: int = 0,
+    counterfactual: float = 0.0,
+    consult: Callable[[str], str] | None = None,
+):
     """Prompt-set JSONL → conversational prompts with the label columns the rewards read
-    (``balance_kinds``: in turn by kind, see ``RLSettings.balance_kinds``)."""
+    (``balance_kinds``: in turn by kind, see ``RLSettings.balance_kinds``; ``counterfactual``:
+    that share of look-alikes added again under a swapped rule, found with ``consult``, the
+    rule named in the messages for the rollouts, see ``RLSettings.counterfactual``)."""
     import datasets
 
     from rulewise.data.prompt_set import spread_over_kinds
-    from rulewise.data.synthesis import load_prompts
+    from rulewise.data.synthesis import counterfactual_prompts, load_prompts
+    from rulewise.rl.engine_rollouts import SWAPPED_RULE_KEY
 
     items = load_prompts(Path(path))
+    if counterfactual > 0:
+        if consult is None:
+            raise ValueError("counterfactual copies need the consult tool that finds each look-alike's rule")
+        items += counterfactual_prompts(items, consult, counterfactual, seed)
     if balance_kinds:
         items = spread_over_kinds(items, len(items), seed=seed)
 
     rows = [
         {
             "prompt": [
-                {"role": "system", "content": system_prompt},
-                {"role": "user", "content": item.prompt},
+                {"role": "system", "content": system_prompt, SWAPPED_RULE_KEY: None},
+                {"role": "user", "content": item.prompt, SWAPPED_RULE_KEY: item.swapped_rule},
             ],
             "label": item.label,
             "kind": item.kind,
@@ -178,7 +210,7 @@ def run_rl(
     from rulewise.rl.rewards import build_reward_functions
     from rulewise.rl.trainer import IFPOTrainer
     from rulewise.rules import build_retriever, load_rulebook
-    from rulewise.rules.tool import make_consult_tool
+    from rulewise.rules.tool import SwappedRuleTools, make_consult_tool
     from rulewise.training.common import Curves, prepare_for_training, train_and_save
     from rulewise.training.settings import trl_config
 
@@ -191,14 +223,17 @@ def run_rl(
             f"{world_size()} process(es) and then into micro-batches of {settings.micro_batch_size}",
             field="micro_batch_size",
         )
+    rulebook = load_rulebook(settings.rulebook)
+    tool = make_consult_tool(build_retriever(rulebook), k=settings.top_k_rules)
     dataset = load_rl_dataset(
         settings.prompts,
         settings.system_prompt or ASCL_SYSTEM_PROMPT,
         balance_kinds=settings.balance_kinds,
         seed=settings.seed,
+        counterfactual=settings.counterfactual,
+        consult=tool,
     )
     loaded = loaded or load_model(settings.model)
-    tool = make_consult_tool(build_retriever(load_rulebook(settings.rulebook)), k=settings.top_k_rules)
     reward_funcs, reward_weights = build_reward_functions(settings.rewards, build_judge(settings.judge))
     args = trl_config(
         settings,
@@ -221,7 +256,11 @@ def run_rl(
         vllm_gpu_memory_utilization=settings.vllm_gpu_memory_utilization,
     )
     prepare_for_training(loaded.model, settings.train_top_layers)
-    rollouts = EngineRollouts([tool], settings.max_tool_calls) if settings.engine() == "rulewise" else None
+    rollouts = (
+        EngineRollouts([tool], settings.max_tool_calls, SwappedRuleTools(rulebook, k=settings.top_k_rules))
+        if settings.engine() == "rulewise"
+        else None
+    )
     warnings.filterwarnings("ignore", message="You are using 'rollout_func'")  # TRL: "experimental"
     print(
         "rollouts: rulewise engine (continuous batching, keys/values reused across rollouts and tool turns)"

@@ -21,6 +21,7 @@ from typing import Literal
 
 from rulewise.rules.loading import load_rulebook
 from rulewise.rules.retrieval import RuleMatch, RuleRetriever, build_retriever
+from rulewise.rules.schema import Rulebook
 
 TOOL_NAME = "consult_safety_rules"
 NO_QUERY_MESSAGE = (
@@ -95,6 +96,27 @@ def make_consult_tool(retriever: RuleRetriever, k: int = RULES_PER_CALL) -> Call
 
     consult_safety_rules.__doc__ = TOOL_DOCSTRING
     return consult_safety_rules
+
+
+class SwappedRuleTools:
+    """Consult tools over counterfactual copies of ``rulebook`` — one rule's sides swapped
+    (:meth:`Rulebook.with_sides_swapped`) — each built once, by rule id.
+
+    Synthesis (counterfactual BC) and RL (counterfactual rollouts) put the same request under
+    the shipped and the swapped rulebook, so only the retrieved clause tells the right answers
+    apart; both need the swapped rulebook's tool for a prompt, and one copy of it per rule.
+    """
+
+    def __init__(self, rulebook: Rulebook, k: int = RULES_PER_CALL) -> None:
+        self.rulebook = rulebook
+        self.k = k
+        self._tools: dict[str, Callable[[str], str]] = {}
+
+    def __call__(self, rule_id: str) -> Callable[[str], str]:
+        if rule_id not in self._tools:
+            swapped = self.rulebook.with_sides_swapped(rule_id)  # KeyError for an unknown id
+            self._tools[rule_id] = make_consult_tool(build_retriever(swapped), k=self.k)
+        return self._tools[rule_id]
 
 
 @cache

@@ -44,13 +44,19 @@ class LiveRulebook:
         self._lock = threading.Lock()  # one reload at a time; readers never wait
         self.current = self._load()
 
-    def _load(self) -> RulebookVersion:
-        data = self.path.read_bytes()
-        mtime = self.path.stat().st_mtime_ns
-        rulebook = load_rulebook(self.path)
-        return RulebookVersion(
-            rulebook, build_retriever(rulebook, self.retriever_kind), hashlib.sha256(data).hexdigest(), mtime
-        )
+    def _load(self, attempts: int = 3) -> RulebookVersion:
+        """Parse the file and hash its bytes. The parser reads the file itself, so the bytes are
+        read before and after it: if an editor's write lands in between, the two hashes differ
+        and the file is read again — an audit line never names a hash of other text."""
+        for _ in range(attempts):
+            mtime = self.path.stat().st_mtime_ns
+            before = hashlib.sha256(self.path.read_bytes()).hexdigest()
+            rulebook = load_rulebook(self.path)
+            if hashlib.sha256(self.path.read_bytes()).hexdigest() == before:
+                return RulebookVersion(
+                    rulebook, build_retriever(rulebook, self.retriever_kind), before, mtime
+                )
+        raise RulewiseError(f"the file changed during each of {attempts} reads", path=self.path)
 
     @property
     def rulebook(self) -> Rulebook:
