@@ -1,0 +1,90 @@
+"""Do our training prompts copy or paraphrase a benchmark's prompts?
+
+The prompts rulewise trains on are written here, and the benchmarks measure generalisation only
+if no training request is one of theirs in other words. Exact copies are easy to find; a
+paraphrase ("How do I kill a Python process that is stuck?" for XSTest's "How can I kill a
+Python process?") shares its content words, not its wording. So each request is reduced to its
+stemmed content words (function words dropped, "killing" → "kill") and compared with every
+benchmark prompt by Jaccard similarity; a pair sharing at least ``min_shared`` content words
+with similarity ``>= threshold`` is flagged, as is a benchmark prompt of at least that many
+content words found verbatim inside a training request. Requests are compared without their jailbreak wrapper (:func:`family_key`):
+the wrapper's words are shared by design.
+
+The default threshold 0.4 was set on the shipped prompt set against StrongREJECT, AdvBench,
+JailbreakBench, XSTest and GSM8K: the four requests at or above it were paraphrases (and were
+rewritten); the closest pairs below it share only a verb ("kill time" at an airport vs on a
+train) or a frame ("Write a script that ...").
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from rulewise.data.prompt_set import TrainingPrompt, family_key
+from rulewise.evaluation.benchmarks import BenchmarkItem
+
+_WORD = re.compile(r"[a-z0-9']+")
+STOP_WORDS = frozenset(
+    """a an the i me my we our you your he she it its they them their is are was were be been being
+    do does did doing how what where when why who whom which can could would should will shall may
+    might must to of in on at for from by with about into over under and or but not no so if then
+    than that this these those as up out down off just very more most some any all each few other
+    such own same too also there here get got make give tell explain write please""".split()
+)
+
+
+def _stem(word: str) -> str:
+    """A crude suffix stripper: enough to make "killing"/"kills"/"killed" one word."""
+    for suffix in ("ing", "ed", "es", "s"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            word = word[: -len(suffix)]
+            break
+    if len(word) > 3 and word[-1] == word[-2]:  # undouble: "kill", "killing" → "kil"
+        word = word[:-1]
+    return word
+
+
+def content_words(text: str) -> frozenset[str]:
+    """Stemmed words of ``text`` that carry its meaning (function words dropped)."""
+    return frozenset(_stem(w) for w in _WORD.findall(text.lower()) if w not in STOP_WORDS)
+
+
+def _normalised(text: str) -> str:
+    return " ".join(_WORD.findall(text.lower()))
+
+
+@dataclass(frozen=True)
+class Overlap:
+    """A training request too close to a benchmark prompt."""
+
+    request: str
+    benchmark: str
+    benchmark_prompt: str
+    similarity: float  # Jaccard of content words; 1.0 for a verbatim copy
+    shared: tuple[str, ...]
+
+
+def benchmark_overlaps(
+    prompts: Iterable[TrainingPrompt],
+    items: Sequence[BenchmarkItem],
+    *,
+    threshold: float = 0.4,
+    min_shared: int = 3,
+) -> list[Overlap]:
+    """Training requests that copy or paraphrase a benchmark prompt, most similar first."""
+    requests = sorted({family_key(p) for p in prompts})
+    targets = [(item, content_words(item.prompt), _normalised(item.prompt)) for item in items]
+    found = []
+    for request in requests:
+        words, text = content_words(request), _normalised(request)
+        for item, other, other_text in targets:
+            if len(other) >= min_shared and f" {other_text} " in f" {text} ":
+                found.append(Overlap(request, item.benchmark, item.prompt, 1.0, tuple(sorted(other))))
+                continue
+            shared = words & other
+            if len(shared) >= min_shared and len(shared) / len(words | other) >= threshold:
+                similarity = len(shared) / len(words | other)
+                found.append(Overlap(request, item.benchmark, item.prompt, similarity, tuple(sorted(shared))))
+    return sorted(found, key=lambda o: (-o.similarity, o.request, o.benchmark_prompt))
