@@ -26,13 +26,12 @@ from rulewise.data.prompt_set import TrainingPrompt, family_key
 from rulewise.evaluation.benchmarks import BenchmarkItem
 
 _WORD = re.compile(r"[a-z0-9']+")
-STOP_WORDS = frozenset(
-    """a an the i me my we our you your he she it its they them their is are was were be been being
+_STOP_TEXT = """a an the i me my we our you your he she it its they them their is are was were be been being
     do does did doing how what where when why who whom which can could would should will shall may
     might must to of in on at for from by with about into over under and or but not no so if then
     than that this these those as up out down off just very more most some any all each few other
-    such own same too also there here get got make give tell explain write please""".split()
-)
+    such own same too also there here get got make give tell explain write please"""
+STOP_WORDS = frozenset(_STOP_TEXT.split())
 
 
 def _stem(word: str) -> str:
