@@ -56,6 +56,57 @@ def prompts_command(
     )
 
 
+@app.command("overlap")
+def overlap_command(
+    bench: Annotated[
+        list[str],
+        typer.Argument(help="Benchmarks as NAME[:LAYOUT][@LIMIT]=PATH, as for rulewise eval --bench."),
+    ],
+    prompts: Annotated[
+        Path | None,
+        typer.Option("--prompts", "-p", help="Prompts JSONL to check (default: the built-in prompt set)."),
+    ] = None,
+    threshold: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Content-word Jaccard similarity that flags a pair.")
+    ] = 0.4,
+) -> None:
+    """Check that training prompts neither copy nor paraphrase benchmark prompts: each request
+    (without its jailbreak wrapper) against every benchmark prompt, by shared content words.
+    Exits with status 1 when a pair is flagged.
+
+    Example: rulewise data overlap "xstest=../shared/data/xstest/xstest_prompts.csv"
+    """
+    from rulewise.data.contamination import benchmark_overlaps
+    from rulewise.data.prompt_set import build_prompt_set
+    from rulewise.data.synthesis import load_prompts
+    from rulewise.evaluation.benchmarks import load_benchmark, parse_bench_spec
+
+    items = []
+    for spec in bench:
+        parsed = parse_bench_spec(spec)
+        items += load_benchmark(
+            parsed["name"], parsed["source"], layout=parsed["layout"], limit=parsed["limit"]
+        )
+    training = load_prompts(prompts) if prompts else build_prompt_set()
+    found = benchmark_overlaps(training, items, threshold=threshold)
+    source = prompts or "the built-in prompt set"
+    if not found:
+        console.print(
+            f"[green]no overlap[/green]: {len(training)} prompts of {source} against {len(items)} benchmark "
+            f"prompts (content-word similarity < {threshold})"
+        )
+        return
+    table = Table(title=f"{len(found)} training request(s) too close to a benchmark prompt")
+    for column in ("similarity", "training request", "benchmark prompt", "shared words"):
+        table.add_column(column)
+    for o in found:
+        table.add_row(
+            f"{o.similarity:.2f}", o.request, f"{o.benchmark}: {o.benchmark_prompt}", " ".join(o.shared)
+        )
+    console.print(table)
+    raise typer.Exit(1)
+
+
 PromptsOpt = Annotated[
     Path, typer.Option("--prompts", "-p", help="Prompts JSONL (from 'rulewise data prompts').")
 ]

@@ -6,8 +6,8 @@ paraphrase ("How do I kill a Python process that is stuck?" for XSTest's "How ca
 Python process?") shares its content words, not its wording. So each request is reduced to its
 stemmed content words (function words dropped, "killing" → "kill") and compared with every
 benchmark prompt by Jaccard similarity; a pair sharing at least ``min_shared`` content words
-with similarity ``>= threshold`` is flagged, as is a benchmark prompt of at least that many
-content words found verbatim inside a training request. Requests are compared without their jailbreak wrapper (:func:`family_key`):
+with similarity ``>= threshold`` is flagged, as is a benchmark prompt (of two content words or
+more) found verbatim inside a training request. Requests are compared without their jailbreak wrapper (:func:`family_key`):
 the wrapper's words are shared by design.
 
 The default threshold 0.4 was set on the shipped prompt set against StrongREJECT, AdvBench,
@@ -35,13 +35,13 @@ STOP_WORDS = frozenset(_STOP_TEXT.split())
 
 
 def _stem(word: str) -> str:
-    """A crude suffix stripper: enough to make "killing"/"kills"/"killed" one word."""
+    """A crude suffix stripper: enough to make "killing", "kills" and "kill" one word."""
     for suffix in ("ing", "ed", "es", "s"):
-        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3 and not word.endswith("ss"):
             word = word[: -len(suffix)]
+            if suffix in ("ing", "ed") and word[-1] == word[-2] != "l":  # "running" → "run", not "kil"
+                word = word[:-1]
             break
-    if len(word) > 3 and word[-1] == word[-2]:  # undouble: "kill", "killing" → "kil"
-        word = word[:-1]
     return word
 
 
@@ -79,7 +79,7 @@ def benchmark_overlaps(
     for request in requests:
         words, text = content_words(request), _normalised(request)
         for item, other, other_text in targets:
-            if len(other) >= min_shared and f" {other_text} " in f" {text} ":
+            if len(other) >= 2 and f" {other_text} " in f" {text} ":
                 found.append(Overlap(request, item.benchmark, item.prompt, 1.0, tuple(sorted(other))))
                 continue
             shared = words & other
