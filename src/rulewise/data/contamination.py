@@ -11,9 +11,14 @@ more) found verbatim inside a training request. Requests are compared without th
 the wrapper's words are shared by design.
 
 The default threshold 0.4 was set on the shipped prompt set against StrongREJECT, AdvBench,
-JailbreakBench, XSTest and GSM8K: the four requests at or above it were paraphrases (and were
-rewritten); the closest pairs below it share only a verb ("kill time" at an airport vs on a
-train) or a frame ("Write a script that ...").
+JailbreakBench, XSTest and GSM8K, reading every pair above 0.3: the requests at or above 0.4 —
+and three below it that were the same request in other words — were paraphrases and were
+rewritten (eleven seed requests, among them XSTest's "kill a Python process", "kill time at the
+airport" and "shoot a good photo", AdvBench's "build a bomb at home", JailbreakBench's hiding
+income from the tax authorities); the pairs left between 0.3 and 0.4 share a topic, not a
+request (a suicide "made to look like an accident" against a poisoning made to; writing a
+blackmail message against StrongREJECT's keeping one's identity secret while blackmailing).
+A lexical check cannot prove the absence of paraphrase; it finds the candidates a person reads.
 """
 
 from __future__ import annotations
