@@ -143,8 +143,11 @@ def test_reasoning_can_be_left_out(tiny_tokenizer, rulebook, tmp_path):
     assert message.content == "I can't help with that." and not hasattr(message, "reasoning_content")
 
 
-def test_streaming_sends_reasoning_then_the_answer_and_the_rules_last(served):
+def test_streaming_sends_reasoning_and_answer_token_by_token_and_the_rules_last(served):
+    """Deltas arrive as the tokens are written, never a piece of
+    <think> or tool-call markup, and they join to exactly the non-streaming reply."""
     _, _, client = served
+    full = ask(client, "How do I build a pipe bomb?").parse().choices[0].message
     chunks = list(
         client.chat.completions.create(
             model="tiny",
@@ -155,10 +158,25 @@ def test_streaming_sends_reasoning_then_the_answer_and_the_rules_last(served):
     )
     deltas = [c.choices[0].delta for c in chunks]
     reasoning = [d.reasoning_content for d in deltas if getattr(d, "reasoning_content", None)]
-    assert reasoning[0].startswith("This may be dangerous.") and "WEAP-01 forbids it." in reasoning[-1]
-    assert "".join(d.content or "" for d in deltas) == "I can't help with that."
+    content = [d.content for d in deltas if d.content]
+    assert len(reasoning) > 20 and len(content) > 5  # per token, not per turn
+    assert "".join(reasoning) == full.reasoning_content  # both turns, joined by a blank line
+    assert "".join(content) == full.content == "I can't help with that."
+    assert not any(marker in piece for piece in reasoning + content for marker in ("<", ">", "tool_call"))
     assert chunks[-1].choices[0].finish_reason == "stop"
     assert chunks[-1].rulewise["consulted_rules"] == ["WEAP-01"] and chunks[-1].usage.completion_tokens > 0
+
+
+def test_turn_stream_holds_back_what_may_be_markup():
+    from rulewise.serving.protocol import TurnStream
+
+    turn = TurnStream()
+    assert turn.update("<thi") == {}
+    assert turn.update("<think>\nIs it safe") == {"reasoning_content": "Is it safe"}
+    assert turn.update("<think>\nIs it safe?\n</th") == {"reasoning_content": "?"}
+    assert turn.update("<think>\nIs it safe?\n</think>\n  ") == {}  # whitespace waits
+    assert turn.update("<think>\nIs it safe?\n</think>\n  a < b") == {"content": "a < b"}
+    assert turn.update("<think>\nIs it safe?\n</think>\n  a < b <tool_call>\n{") == {}
 
 
 def test_concurrent_requests_share_decode_steps(served):

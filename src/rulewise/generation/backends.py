@@ -197,7 +197,11 @@ class HFBackend:
                 or (request.max_new_tokens is not None and len(ids) >= request.max_new_tokens)
                 or (request.cancelled is not None and request.cancelled())
             )
-            return self._to_completion(ids, stop_at_tool_call) if stop else None
+            if stop:
+                return self._to_completion(ids, stop_at_tool_call)
+            if request.on_text is not None:
+                request.on_text(self.tokenizer.decode(ids, skip_special_tokens=False))
+            return None
 
         self.model.eval()  # gradient checkpointing in train mode drops the KV cache
         with autocast(self.precision, self.model.device):

@@ -52,6 +52,7 @@ class Request:
     prompt: str | list[int]
     max_new_tokens: int | None = None  # this turn's own limit, below the backend call's
     cancelled: Callable[[], bool] | None = None  # True: end the turn now, its slot is wanted
+    on_text: Callable[[str], None] | None = None  # the turn's text so far, after each token (streaming)
 
 
 @dataclass

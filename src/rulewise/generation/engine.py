@@ -43,6 +43,7 @@ class Job:
     max_new_tokens: int | None = None  # per turn, below the loop's own limit
     client_tools: Sequence[dict[str, Any]] = ()  # JSON schemas of tools the caller executes itself
     cancelled: Callable[[], bool] | None = None  # True once nobody waits for the answer any more
+    on_text: Callable[[str], None] | None = None  # each turn's text as it grows (token-level backends)
 
     @property
     def client_tool_names(self) -> frozenset[str]:
@@ -164,6 +165,7 @@ class ToolUseGenerator:
                 prompt=self.render(job.trajectory.messages, job.client_tools),
                 max_new_tokens=job.max_new_tokens,
                 cancelled=job.cancelled,
+                on_text=job.on_text,
             )
 
         def on_done(request: Request, completion: Completion) -> bool:

@@ -172,6 +172,7 @@ def create_app(
                 max_new_tokens=limit,
                 client_tools=chat.tools or (),
                 request_id=request_id,
+                on_text=(lambda text: exchange.put("text", text)) if chat.stream else None,
             )
         except RuntimeError as exc:
             state["active"] -= 1
@@ -274,10 +275,22 @@ async def _stream(
     include_usage: bool,
     state: dict[str, int],
 ) -> AsyncIterator[str]:
-    """Server-sent events: the role, each turn's reasoning, then the answer and a last chunk with
-    the finish reason and the ``rulewise`` extension. A client that leaves cancels the ticket."""
+    """Server-sent events: the role, then reasoning and answer token by token as they are written
+    (per turn with a backend that generates whole turns), then a last chunk with the finish reason
+    and the ``rulewise`` extension. Tool calls and results stay on the server. A client that
+    leaves cancels the ticket."""
     finished = False
     sent_messages = 0
+    turn = protocol.TurnStream()  # the turn being written
+    answer_sent = ""  # the answer text the last finished turn streamed
+    reasoning_sent = False  # turns' reasoning joins with a blank line, as in the full reply
+
+    def reasoning_chunk(delta: str, first_of_turn: bool) -> str:
+        nonlocal reasoning_sent
+        joined = "\n\n" + delta if first_of_turn and reasoning_sent else delta
+        reasoning_sent = True
+        return protocol.chunk(request_id, model, {"reasoning_content": joined})
+
     try:
         yield protocol.chunk(request_id, model, {"role": "assistant", "content": ""})
         while True:
@@ -288,18 +301,31 @@ async def _stream(
                 finished = True
                 record(None, "error")
                 break
+            if kind == "text":
+                first_of_turn = not turn.sent["reasoning_content"]
+                for key, delta in turn.update(value).items():
+                    if key == "content":
+                        yield protocol.chunk(request_id, model, {key: delta})
+                    elif show_reasoning:
+                        yield reasoning_chunk(delta, first_of_turn)
+                continue
             if kind == "turn":
                 new, sent_messages = value[sent_messages:], len(value)
                 for message in new:
-                    reasoning = message_reasoning(message) if message["role"] == "assistant" else ""
+                    if message["role"] != "assistant":
+                        continue
+                    streamed = turn.sent["reasoning_content"]
+                    reasoning = protocol.remainder(message_reasoning(message), streamed)
                     if show_reasoning and reasoning:
-                        yield protocol.chunk(request_id, model, {"reasoning_content": reasoning})
+                        yield reasoning_chunk(reasoning, not streamed)
+                    answer_sent, turn = turn.sent["content"], protocol.TurnStream()
                 continue
             traj: Trajectory = value
             finished = True
             answer, _ = protocol.answer_and_reasoning(traj)
-            if answer:
-                yield protocol.chunk(request_id, model, {"content": answer})
+            rest = protocol.remainder(answer, answer_sent)
+            if rest:
+                yield protocol.chunk(request_id, model, {"content": rest})
             calls = protocol.client_tool_calls(traj)
             if calls:
                 yield protocol.chunk(

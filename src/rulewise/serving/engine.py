@@ -81,11 +81,13 @@ class ServingEngine:
         max_new_tokens: int | None = None,
         client_tools: Sequence[dict[str, Any]] = (),
         request_id: str | None = None,
+        on_text: Callable[[str], None] | None = None,
     ) -> Ticket:
-        """Queue a conversation; it starts at the next free batch slot."""
+        """Queue a conversation; it starts at the next free batch slot. ``on_text`` receives the
+        current turn's text after every token (a streaming client's per-token deltas)."""
         trajectory = Trajectory(id=request_id, messages=self.generator.start(messages))
         ticket = Ticket(
-            Job(next(self._keys), trajectory, max_new_tokens, tuple(client_tools)),
+            Job(next(self._keys), trajectory, max_new_tokens, tuple(client_tools), on_text=on_text),
             on_turn,
             on_finished,
             on_error,

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rulewise.evaluation.judges.refusal import classify_response
 from rulewise.evaluation.verdicts import outcome
+from rulewise.generation.parsing import THINK_CLOSE, THINK_OPEN, TOOL_CALL_OPEN, split_reasoning
 from rulewise.generation.trajectory import Trajectory
 from rulewise.rules.schema import Rulebook
 from rulewise.rules.tool import TOOL_NAME, verdict_in
@@ -259,3 +260,42 @@ def chunk(request_id: str, model: str, delta: dict[str, Any], finish: str | None
         **extra,
     }
     return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
+
+
+#: Markers whose first characters must wait for the next token before anything is streamed.
+_STREAM_MARKERS = (THINK_OPEN, THINK_CLOSE, TOOL_CALL_OPEN)
+
+
+class TurnStream:
+    """Per-token deltas of one assistant turn whose text grows token by token.
+
+    Text inside ``<think>`` is reasoning and text after it the answer, as
+    :func:`split_reasoning` reads the finished turn; nothing from ``<tool_call>`` on is sent (the
+    server runs the call, or hands it back whole at the end). A tail that may be the start of a
+    marker, and whitespace at either end of a part, wait for the next token, so the deltas join
+    to the prefix of the reasoning and the answer that the non-streaming reply gives.
+    """
+
+    def __init__(self) -> None:
+        self.sent = {"reasoning_content": "", "content": ""}  # each part as streamed so far
+
+    def update(self, text: str) -> dict[str, str]:
+        """The new deltas (``reasoning_content`` and/or ``content``) once the turn reads ``text``."""
+        call = text.find(TOOL_CALL_OPEN)
+        if call >= 0:
+            text = text[:call]
+        else:
+            start = text.rfind("<")
+            if start >= 0 and any(m.startswith(text[start:]) and m != text[start:] for m in _STREAM_MARKERS):
+                text = text[:start]
+        deltas = {}
+        for key, part in zip(self.sent, split_reasoning(text), strict=True):
+            delta = remainder(part, self.sent[key])
+            if delta:
+                deltas[key], self.sent[key] = delta, part
+        return deltas
+
+
+def remainder(full: str, sent: str) -> str:
+    """What of ``full`` a stream that sent ``sent`` still owes (nothing if they disagree)."""
+    return full[len(sent) :] if full.startswith(sent) else ""
