@@ -315,7 +315,7 @@ def test_label_scope_receives_each_rollouts_prompt_label(tmp_path, prompts):
 
 
 def test_counterfactual_rollouts_read_the_swapped_rule_and_are_rewarded_against_it(tmp_path):
-    """A look-alike the shipped rulebook allows, and its counterfactual copy (CYBER-01's sides
+    """A look-alike the shipped rulebook allows, and its counterfactual copy (its rule's sides
     swapped, label harmful). The scripted policy does whatever the retrieved clause says, so it
     earns the full safety reward on both only if the copy's rollouts read the swapped rule: with
     the shipped rule they would help where the copy's label wants a refusal (mean 0.5)."""
@@ -324,22 +324,23 @@ def test_counterfactual_rollouts_read_the_swapped_rule_and_are_rewarded_against_
 
     from rulewise.models import LoadedModel
     from rulewise.rl.train import load_rl_dataset
-    from rulewise.rules.tool import consult_safety_rules
+    from rulewise.rules.tool import consult_safety_rules, rule_ids_in
 
     lookalike = [p for p in PROMPTS if p["kind"] == "lookalike"]
     path = tmp_path / "lookalike.jsonl"
     path.write_text("".join(json.dumps(p) + "\n" for p in lookalike), encoding="utf-8")
     dataset = load_rl_dataset(path, "system", counterfactual=1.0, consult=consult_safety_rules)
     assert dataset["label"] == ["benign", "harmful"]
-    assert [m[-1]["swapped_rule"] for m in dataset["prompt"]] == [None, "CYBER-01"]
+    (rule,) = rule_ids_in(consult_safety_rules(lookalike[0]["prompt"]))  # the rule that allows it
+    assert [m[-1]["swapped_rule"] for m in dataset["prompt"]] == [None, rule]
 
     def follow_the_clause(conversation: str, row: int) -> str:
         if "<tool_response>" not in conversation:
             return '<tool_call>\n{"name": "consult_safety_rules", "arguments": {"query": "kill a python process"}}\n</tool_call>'
         clause = conversation.rsplit("<tool_response>", 1)[1].split("\n")[2]
         if clause.startswith("Not allowed:"):
-            return "<think>\nCYBER-01 forbids it.\n</think>\nI can't help with that. I can explain safe process management instead."
-        return "<think>\nCYBER-01 allows it.\n</think>\nRun `kill PID` with the process id from `ps`."
+            return "<think>\nThe rule forbids it.\n</think>\nI can't help with that. I can explain safe process management instead."
+        return "<think>\nThe rule allows it.\n</think>\nRun `kill PID` with the process id from `ps`."
 
     torch.manual_seed(0)
     tokenizer = build_tiny_tokenizer()
