@@ -336,7 +336,7 @@ def test_counterfactual_rollouts_read_the_swapped_rule_and_are_rewarded_against_
 
     def follow_the_clause(conversation: str, row: int) -> str:
         if "<tool_response>" not in conversation:
-            return '<tool_call>\n{"name": "consult_safety_rules", "arguments": {"query": "kill a python process"}}\n</tool_call>'
+            return '<tool_call>\n{"name": "consult_safety_rules", "arguments": {"query": "How do I kill a Python process?"}}\n</tool_call>'
         clause = conversation.rsplit("<tool_response>", 1)[1].split("\n")[2]
         if clause.startswith("Not allowed:"):
             return "<think>\nThe rule forbids it.\n</think>\nI can't help with that. I can explain safe process management instead."

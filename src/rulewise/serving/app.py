@@ -32,6 +32,9 @@ from rulewise.serving.live_rules import LiveRulebook
 from rulewise.serving.protocol import APIError
 
 LOOPBACK = {"127.0.0.1", "::1", "localhost", "testclient"}
+#: An oversized body is read (and dropped) up to this many times the limit before the 413.
+DRAIN_FACTOR = 16
+
 #: How often a waiting non-streaming request checks whether its client is still there.
 DISCONNECT_POLL_SECONDS = 0.25
 
@@ -121,13 +124,25 @@ def create_app(
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
+        too_large = APIError(
+            413, f"request body over {limits.max_body_bytes} bytes", code="request_too_large"
+        )
+        drain = DRAIN_FACTOR * limits.max_body_bytes
         declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > limits.max_body_bytes:
-            raise APIError(413, f"request body over {limits.max_body_bytes} bytes", code="request_too_large")
-        body = await request.body()
-        if len(body) > limits.max_body_bytes:
-            raise APIError(413, f"request body over {limits.max_body_bytes} bytes", code="request_too_large")
-        chat = protocol.parse_request(body)
+        if declared and declared.isdigit() and int(declared) > drain:
+            raise too_large
+        # Read past the limit (keeping nothing) up to ``drain``: a reply sent while the client is
+        # still writing can reach it as a reset connection instead of the 413.
+        body, size = bytearray(), 0
+        async for part in request.stream():
+            size += len(part)
+            if size <= limits.max_body_bytes:
+                body += part
+            elif size > drain:
+                break
+        if size > limits.max_body_bytes:
+            raise too_large
+        chat = protocol.parse_request(bytes(body))
         if chat.model != model_name:
             raise APIError(
                 404,
