@@ -7,8 +7,8 @@ Python process?") shares its content words, not its wording. So each request is 
 stemmed content words (function words dropped, "killing" → "kill") and compared with every
 benchmark prompt by Jaccard similarity; a pair sharing at least ``min_shared`` content words
 with similarity ``>= threshold`` is flagged, as is a benchmark prompt (of two content words or
-more) found verbatim inside a training request. Requests are compared without their jailbreak wrapper (:func:`family_key`):
-the wrapper's words are shared by design.
+more) found verbatim inside a training request. Requests are compared without their jailbreak
+wrapper (:func:`family_key`): the wrapper's words are shared by design.
 
 The default threshold 0.4 was set on the shipped prompt set against StrongREJECT, AdvBench,
 JailbreakBench, XSTest and GSM8K, reading every pair above 0.3: the requests at or above 0.4 —
@@ -88,7 +88,7 @@ def benchmark_overlaps(
                 found.append(Overlap(request, item.benchmark, item.prompt, 1.0, tuple(sorted(other))))
                 continue
             shared = words & other
-            if len(shared) >= min_shared and len(shared) / len(words | other) >= threshold:
-                similarity = len(shared) / len(words | other)
+            similarity = len(shared) / len(words | other) if shared else 0.0
+            if len(shared) >= min_shared and similarity >= threshold:
                 found.append(Overlap(request, item.benchmark, item.prompt, similarity, tuple(sorted(shared))))
     return sorted(found, key=lambda o: (-o.similarity, o.request, o.benchmark_prompt))
