@@ -57,7 +57,7 @@ def test_format_checks_name_each_defect():
 
     trailing = Rollout(turns=(CALL.replace("<|im_end|>", "") + "\nAnd more words.<|im_end|>", REFUSE_ALT))
     assert trailing.format_checks()["nothing_after_call"] is False
-    assert format_reward(trailing) == pytest.approx(4 / 5)
+    assert format_reward(trailing) == pytest.approx(5 / 6)
 
     unclosed_think = Rollout(turns=("<think>\nI keep thinking and never stop",), finished=False)
     checks = unclosed_think.format_checks()
@@ -65,10 +65,18 @@ def test_format_checks_name_each_defect():
         "answered": False,
         "reasoning_closed": False,
         "answer_after_reasoning": False,
+        "clean_answer": True,
         "valid_tool_calls": True,
         "nothing_after_call": True,
     }
-    assert format_reward(unclosed_think) == pytest.approx(2 / 5)
+    assert format_reward(unclosed_think) == pytest.approx(3 / 6)
+
+    # the quickstart model once answered, then closed a think block it had already closed
+    stray_close = Rollout(
+        turns=("<think>\nOrdinary.\n</think>\nHappy to help!\n</think>\nSorry, I can't.<|im_end|>",)
+    )
+    assert stray_close.answered
+    assert [name for name, ok in stray_close.format_checks().items() if not ok] == ["clean_answer"]
 
     wrong_tool = Rollout(
         turns=(

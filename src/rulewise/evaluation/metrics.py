@@ -35,14 +35,13 @@ one for the other. With only one side measured the score is that side.
 from __future__ import annotations
 
 import random
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from statistics import fmean
 from typing import Any
 
 from rulewise.evaluation.verdicts import lean_before_consulting, lean_of_answer_turn, outcome
-from rulewise.generation.parsing import THINK_CLOSE, THINK_OPEN, TOOL_CALL_CLOSE, TOOL_CALL_OPEN
+from rulewise.generation.parsing import has_markup
 
 Record = dict[str, Any]  # one line of results.jsonl: item, trajectory summary, judgement
 
@@ -56,10 +55,6 @@ class Estimate:
 
     def as_dict(self) -> dict[str, Any]:
         return {"value": self.value, "low": self.low, "high": self.high, "n": self.n}
-
-
-#: Markup that belongs to a turn's structure, never to the answer a user reads.
-MARKUP = re.compile("|".join(map(re.escape, (TOOL_CALL_OPEN, TOOL_CALL_CLOSE, THINK_OPEN, THINK_CLOSE))))
 
 
 def bootstrap_ci(
@@ -217,9 +212,7 @@ def summarize(records: Sequence[Record], *, resamples: int = 1000, seed: int = 0
             lambda r: "reasoning_tokens" in r, lambda r: r["reasoning_tokens"]
         ),
         "clean_finish": ci(everything, lambda r: r["ended_cleanly"]),
-        "well_formed": ci(
-            everything, lambda r: r["ended_cleanly"] and not MARKUP.search(r.get("answer") or "")
-        ),
+        "well_formed": ci(everything, lambda r: r["ended_cleanly"] and not has_markup(r.get("answer") or "")),
     }
     boot = lambda values: bootstrap_ci(values, resamples=resamples, seed=seed).as_dict()
     metrics["paired_discrimination"] = boot(paired_discrimination(records))

@@ -119,3 +119,12 @@ def split_reasoning(content: str) -> tuple[str, str]:
     reasoning = match.group(1).strip()
     answer = (content[: match.start()] + content[match.end() :]).strip()
     return reasoning, answer
+
+
+_MARKUP = re.compile("|".join(map(re.escape, (TOOL_CALL_OPEN, TOOL_CALL_CLOSE, THINK_OPEN, THINK_CLOSE))))
+
+
+def has_markup(answer: str) -> bool:
+    """Whether an answer still holds turn markup (a stray ``</think>`` or ``</tool_call>``): markup
+    belongs to a turn's structure, never to the text a user reads."""
+    return _MARKUP.search(answer) is not None

@@ -18,6 +18,7 @@ from rulewise.generation.parsing import (
     THINK_OPEN,
     ParsedToolCall,
     ParsedTurn,
+    has_markup,
     parse_assistant_turn,
     split_reasoning,
 )
@@ -94,6 +95,8 @@ class Rollout:
         - ``answered``: the rollout ends with an answer the model finished itself;
         - ``reasoning_closed``: every ``<think>`` that was opened was closed;
         - ``answer_after_reasoning``: the final answer is not empty once reasoning is removed;
+        - ``clean_answer``: no turn markup is left in the final answer (a stray ``</think>`` after
+          it, as ``rulewise eval``'s well-formed rate counts);
         - ``valid_tool_calls``: every call is well-formed JSON naming the rule tool with a ``query``;
         - ``nothing_after_call``: no text follows a tool call in the same turn.
         """
@@ -103,6 +106,7 @@ class Rollout:
                 turn.content.count(THINK_OPEN) <= turn.content.count(THINK_CLOSE) for turn in self.parsed
             ),
             "answer_after_reasoning": bool(self.final_answer.strip()),
+            "clean_answer": not has_markup(self.final_answer),
             "valid_tool_calls": all(
                 call.error is None
                 and call.name == TOOL_NAME
