@@ -79,14 +79,9 @@ def overlap_command(
     from rulewise.data.contamination import benchmark_overlaps
     from rulewise.data.prompt_set import build_prompt_set
     from rulewise.data.synthesis import load_prompts
-    from rulewise.evaluation.benchmarks import load_benchmark, parse_bench_spec
+    from rulewise.evaluation.benchmarks import load_bench_spec
 
-    items = []
-    for spec in bench:
-        parsed = parse_bench_spec(spec)
-        items += load_benchmark(
-            parsed["name"], parsed["source"], layout=parsed["layout"], limit=parsed["limit"]
-        )
+    items = [item for spec in bench for item in load_bench_spec(spec)[1]]
     training = load_prompts(prompts) if prompts else build_prompt_set()
     found = benchmark_overlaps(training, items, threshold=threshold)
     source = prompts or "the built-in prompt set"

@@ -114,7 +114,7 @@ def rule_coverage_cmd(
 
     Example: rulewise rules coverage "advbench=../shared/data/advbench/harmful_behaviors.csv"
     """
-    from rulewise.evaluation.benchmarks import load_benchmark, parse_bench_spec, rule_coverage
+    from rulewise.evaluation.benchmarks import load_bench_spec, rule_coverage
     from rulewise.rules import make_consult_tool
 
     tool = make_consult_tool(build_retriever(load_rulebook(rulebook), retriever.value))
@@ -122,16 +122,13 @@ def rule_coverage_cmd(
     for column in ("benchmark", "harmful: ruled 'refuse'", "benign: ruled 'comply'"):
         table.add_column(column)
     for spec in bench:
-        parsed = parse_bench_spec(spec)
-        items = load_benchmark(
-            parsed["name"], parsed["source"], layout=parsed["layout"], limit=parsed["limit"]
-        )
+        name, items = load_bench_spec(spec)
         counts = rule_coverage(items, tool)
         cells = []
         for expected in ("refuse", "comply"):
             agree, total = counts.get(expected, (0, 0))
             cells.append(f"{agree}/{total} ({agree / total:.1%})" if total else "–")
-        table.add_row(parsed["name"], *cells)
+        table.add_row(name, *cells)
     console.print(table)
 
 

@@ -366,6 +366,14 @@ def parse_bench_spec(spec: str) -> dict[str, Any]:
     }
 
 
+def load_bench_spec(spec: str) -> tuple[str, list[BenchmarkItem]]:
+    """The name and the items of one ``NAME[:LAYOUT][@LIMIT]=PATH`` spec (seed 0, as
+    ``rulewise eval`` draws them, so a check sees the items an evaluation scores)."""
+    parsed = parse_bench_spec(spec)
+    items = load_benchmark(parsed["name"], parsed["source"], layout=parsed["layout"], limit=parsed["limit"])
+    return parsed["name"], items
+
+
 def rule_coverage(
     items: list[BenchmarkItem], consult: Callable[[str], str]
 ) -> dict[Expected, tuple[int, int]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -82,6 +83,10 @@ class TrainingStage(StageKind):
         getattr(importlib.import_module(module), function)(settings)
 
     def run(self, ctx: StageContext, name: str) -> None:
+        self._run(ctx, name)
+        drop_checkpoints(ctx.stage_dir(name))
+
+    def _run(self, ctx: StageContext, name: str) -> None:
         settings = self.settings(ctx, name)
         if self.launcher is None:
             self.train(settings)
@@ -100,6 +105,15 @@ class TrainingStage(StageKind):
                 path=config_path,
                 hint="rerun the same command to resume from its last checkpoint",
             )
+
+
+def drop_checkpoints(stage_dir: Path) -> None:
+    """Delete a finished stage's ``checkpoint-*`` folders. They exist to resume an interrupted
+    stage, and a finished one is never resumed (later stages read its final model); each holds
+    the optimizer state too (about 1 GB on the default model), so keeping them left a quickstart
+    at 9 GB of disk. ``rulewise train`` outside a recipe keeps them."""
+    for checkpoint in stage_dir.glob("checkpoint-*"):
+        shutil.rmtree(checkpoint)
 
 
 def launch_command(config_path: Path, command: str, launcher: Launcher) -> list[str]:
