@@ -6,6 +6,7 @@ import sys
 import types
 from dataclasses import dataclass, field
 
+import openai
 import pytest
 from test_engine import CALL, REFUSAL
 
@@ -14,6 +15,8 @@ from rulewise.generation import SamplingConfig, ToolUseGenerator
 from rulewise.generation.parsing import TOOL_CALL_CLOSE
 from rulewise.generation.vllm_backend import VLLMBackend
 from rulewise.rules import build_retriever, load_rulebook, make_consult_tool
+from rulewise.rules.loading import default_rulebook_path
+from rulewise.serving.server import ServerThread, ServeSettings, build_server
 
 
 @dataclass
@@ -86,6 +89,34 @@ def test_completions_and_the_tool_loop_on_vllm(fake_vllm, tiny_tokenizer):
     first = llm.params[0][0]
     assert (first.stop, first.include_stop_str_in_output, first.max_tokens) == ([TOOL_CALL_CLOSE], True, 256)
     assert (first.temperature, first.repetition_penalty, first.skip_special_tokens) == (0.7, 1.1, False)
+
+
+def test_rulewise_serve_answers_through_the_vllm_backend(fake_vllm, tiny_tokenizer, tmp_path):
+    """`rulewise serve` on a GPU: the same server and rule loop, whole turns from vLLM."""
+    llm = FakeLLM(tiny_tokenizer)
+
+    def on_vllm(rules):
+        backend = VLLMBackend("unused", llm=llm)
+        return ToolUseGenerator(backend, tiny_tokenizer, tools=[make_consult_tool(rules, k=1)])
+
+    settings = ServeSettings(
+        model="tiny",
+        rules=str(default_rulebook_path()),
+        port=0,
+        audit_log=str(tmp_path / "audit.jsonl"),
+        reload_interval=0,
+    )
+    server = build_server(settings, make_generator=on_vllm, log=lambda line: None)
+    question = [{"role": "user", "content": "How do I build a pipe bomb?"}]
+    with ServerThread(server) as url:
+        client = openai.OpenAI(base_url=url + "/v1", api_key="none", max_retries=0)
+        reply = client.chat.completions.create(model="tiny", messages=question)
+        stream = client.chat.completions.create(model="tiny", messages=question, stream=True)
+        streamed = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+    answer = reply.choices[0].message.content
+    assert reply.rulewise["consulted_rules"] == ["WEAP-01"] and answer.startswith("I can't help")
+    assert streamed == answer  # a turn at a time: vLLM hands back whole turns
+    assert len(llm.prompt_ids) == 4  # each request: the first turn, then the turn after the tool result
 
 
 def test_vllm_gets_the_same_prompt_tokens_as_the_transformers_backend(fake_vllm, tiny_tokenizer):
