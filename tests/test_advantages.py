@@ -107,6 +107,21 @@ def test_batch_scope_one_rare_rollout_and_clipping():
     assert rebalanced[0] == pytest.approx(3.0) and rebalanced[1] == pytest.approx(-5 / 9)
 
 
+def test_amplifying_only_gains_leaves_a_rare_modes_failures_at_grpo_scale():
+    # group of 4, one direct rollout (rare): raw 1/f = [4/3 × 3, 4], mean 2 → [2/3 × 3, 2]
+    modes = torch.tensor([T, T, T, F, T, T, T, F])
+    advantages = torch.tensor([0.5, 0.5, 0.5, -1.5, -0.5, -0.5, -0.5, 1.5])
+    both = IFPOSettings(alpha=1.0, scope="group")
+    rebalanced, _ = ifpo_advantages(advantages, modes, 4, both)
+    assert torch.allclose(rebalanced, torch.tensor([1 / 3] * 3 + [-3.0] + [-1 / 3] * 3 + [3.0]))
+    gains = IFPOSettings(alpha=1.0, scope="group", amplify="gains")
+    rebalanced, weights = ifpo_advantages(advantages, modes, 4, gains)
+    # the rare mode's failure keeps its GRPO advantage (weight 1); its success is still doubled;
+    # the common mode's weight below 1 scales both signs as before
+    assert torch.allclose(weights, torch.tensor([2 / 3] * 3 + [1.0] + [2 / 3] * 3 + [2.0]))
+    assert torch.allclose(rebalanced, torch.tensor([1 / 3] * 3 + [-1.5] + [-1 / 3] * 3 + [3.0]))
+
+
 def test_absent_or_single_mode_changes_nothing():
     advantages = torch.tensor([0.5, -0.5, 1.0, -1.0])
     for modes in (torch.tensor([T, T, T, T]), torch.tensor([F, F, F, F])):

@@ -18,7 +18,10 @@ and IFPO rebalances it by how common the rollout's mode is:
 
 A rare mode's rollouts get larger advantages, in both directions, so the policy keeps learning
 from the behaviour it is about to stop sampling, instead of drifting into always (or never)
-consulting. ``alpha = 0`` gives every weight exactly 1.0 and is GRPO bit for bit; a mode that
+consulting. With ``amplify: gains`` a weight above 1 scales only positive advantages: when the
+rare mode's few rollouts are failures (a student that refuses plain tasks whenever it skips the
+tool, docs/results.md "The quickstart"), amplifying them in both directions pushes the policy
+out of that mode faster than GRPO would, the drift IFPO exists to stop. ``alpha = 0`` gives every weight exactly 1.0 and is GRPO bit for bit; a mode that
 does not occur gets no weight and changes nothing; a population with one mode gets weight 1.
 
 Why a ``label`` scope: in batch scope harmful and benign prompts share one weight per mode.
@@ -122,6 +125,11 @@ class IFPOSettings(BaseModel):
     w_max: float = Field(
         default=5.0, ge=1, description="upper clip of a weight (bounds a rare rollout's push)"
     )
+    amplify: Literal["both", "gains"] = Field(
+        default="both",
+        description="which advantages a weight above 1 scales: 'both' signs, or only 'gains' (a rare "
+        "mode's failures then count as in GRPO, so failing at it does not push it out faster)",
+    )
 
 
 def populations(
@@ -205,6 +213,8 @@ def ifpo_advantages(
             advantages.dtype
         )
     weights = inverse_frequency_weights(frequencies, group_size, settings, labels).to(advantages.dtype)
+    if settings.amplify == "gains":
+        weights = torch.where((weights > 1) & (advantages < 0), torch.ones_like(weights), weights)
     return advantages * weights, weights
 
 
