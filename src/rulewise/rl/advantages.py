@@ -21,8 +21,9 @@ from the behaviour it is about to stop sampling, instead of drifting into always
 consulting. With ``amplify: gains`` a weight above 1 scales only positive advantages: when the
 rare mode's few rollouts are failures (a student that refuses plain tasks whenever it skips the
 tool, docs/results.md "The quickstart"), amplifying them in both directions pushes the policy
-out of that mode faster than GRPO would, the drift IFPO exists to stop. ``alpha = 0`` gives every weight exactly 1.0 and is GRPO bit for bit; a mode that
-does not occur gets no weight and changes nothing; a population with one mode gets weight 1.
+out of that mode faster than GRPO would, the drift IFPO exists to stop. ``alpha = 0`` gives
+every weight exactly 1.0 and is GRPO bit for bit; a mode that does not occur gets no weight and
+changes nothing; a population with one mode gets weight 1.
 
 Why a ``label`` scope: in batch scope harmful and benign prompts share one weight per mode.
 When the rare direct rollouts are mostly failures on harmful requests (docs/results.md, "IFPO
