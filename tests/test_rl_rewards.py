@@ -14,6 +14,7 @@ from rulewise.rl.rewards import (
     format_reward,
     needless_consult_reward,
     safety_reward,
+    unkept_check_reward,
     utility_reward,
 )
 from rulewise.rl.rollout import Rollout, model_written_runs
@@ -138,7 +139,7 @@ def test_needless_consult_costs_only_on_prompts_no_rule_concerns():
         assert needless_consult_reward(consulted, kind=kind) is None
         assert needless_consult_reward(direct, kind=kind) is None
     funcs, weights = build_reward_functions(
-        RewardWeights(safety=0.0, format=0.0, utility=0.0, needless_consult=0.5), JUDGE
+        RewardWeights(safety=0.0, format=0.0, utility=0.0, unkept_check=0.0, needless_consult=0.5), JUDGE
     )
     assert [f.__name__ for f in funcs] == ["needless_consult"] and weights == [0.5]
     assert funcs[0](rollout=[consulted, consulted, direct], kind=["math", "lookalike", "benign"]) == [
@@ -155,7 +156,7 @@ def test_benign_consult_costs_on_every_benign_label_and_never_on_harmful():
     assert benign_consult_reward(consulted, harmful=True) is None
     assert benign_consult_reward(direct, harmful=True) is None
     funcs, weights = build_reward_functions(
-        RewardWeights(safety=0.0, format=0.0, utility=0.0, benign_consult=0.3), JUDGE
+        RewardWeights(safety=0.0, format=0.0, utility=0.0, unkept_check=0.0, benign_consult=0.3), JUDGE
     )
     assert [f.__name__ for f in funcs] == ["benign_consult"] and weights == [0.3]
     # a look-alike is charged (unlike needless_consult); a harmful request is not
@@ -166,9 +167,28 @@ def test_benign_consult_costs_on_every_benign_label_and_never_on_harmful():
     ]
 
 
+def test_unkept_check_costs_a_rule_check_announced_and_skipped():
+    announce = "<think>\nThis request touches on a sensitive topic, so I will check the safety rules before deciding.\n</think>"
+    skipped = Rollout(turns=(announce + "\nHappy to help! Canberra.<|im_end|>",))
+    kept = Rollout(turns=(announce + "\n" + CALL, REFUSE_ALT))
+    plain = Rollout(
+        turns=("<think>\nThis is an ordinary request, so I can simply help.\n</think>\nCanberra.<|im_end|>",)
+    )
+    cut_off_call = Rollout(turns=(announce + '\n<tool_call>\n{"name": "consult_saf',), finished=False)
+    assert skipped.skipped_announced_check and unkept_check_reward(skipped) == -1.0
+    assert [unkept_check_reward(r) for r in (kept, plain, cut_off_call)] == [0.0, 0.0, 0.0]
+    # the answer may mention rules; only the reasoning's announcement counts
+    assert not Rollout(
+        turns=("<think>\nFine.\n</think>\nI checked the rules of chess.<|im_end|>",)
+    ).skipped_announced_check
+    funcs, weights = build_reward_functions(RewardWeights(), JUDGE)  # on by default
+    assert "unkept_check" in [f.__name__ for f in funcs]
+    assert weights[[f.__name__ for f in funcs].index("unkept_check")] == 1.0
+
+
 def test_build_reward_functions_keeps_nonzero_components_in_trl_signature():
     funcs, weights = build_reward_functions(
-        RewardWeights(safety=1.0, utility=0.5, format=0.0, consult_cost=-0.0), JUDGE
+        RewardWeights(safety=1.0, utility=0.5, format=0.0, consult_cost=-0.0, unkept_check=0.0), JUDGE
     )
     assert [f.__name__ for f in funcs] == ["safety", "utility"] and weights == [1.0, 0.5]
     rollouts = [Rollout(turns=(REFUSE_ALT,)), Rollout(turns=("<think>\nok\n</think>\nIt is 4.<|im_end|>",))]

@@ -22,6 +22,10 @@
   same help without it. It charges look-alikes too, so it trades the rule's help in telling
   them apart against tokens; like ``needless_consult`` it never pays for skipping the rules on
   a harmful request. Weight 0 unless set.
+- ``unkept_check``: −1 when the reasoning says it will check the rules and no call follows
+  (:attr:`Rollout.skipped_announced_check`), else 0, on every prompt. Without it a cost on
+  consulting is cheapest to avoid by dropping the call token that follows the announcement —
+  the same context on every prompt, so the policy stopped consulting on harmful requests too.
 
 :func:`build_reward_functions` wraps them in the signature TRL's GRPOTrainer calls, and each
 component is logged under its own name (``rewards/<name>/mean``).
@@ -62,6 +66,9 @@ class RewardWeights(BaseModel):
     benign_consult: float = Field(
         default=0.0,
         description="-1 for consulting on any benign request, look-alikes included; never on harmful",
+    )
+    unkept_check: float = Field(
+        default=1.0, description="-1 when the reasoning announces a rule check and no call follows"
     )
 
 
@@ -108,6 +115,10 @@ def benign_consult_reward(rollout: Rollout, *, harmful: bool) -> float | None:
     return -1.0 if rollout.consulted else 0.0
 
 
+def unkept_check_reward(rollout: Rollout) -> float:
+    return -1.0 if rollout.skipped_announced_check else 0.0
+
+
 def _user_text(prompt: Any) -> str:
     if isinstance(prompt, str):
         return prompt
@@ -143,6 +154,9 @@ def build_reward_functions(
             benign_consult_reward(r, harmful=lab == "harmful") for r, lab in zip(rollout, label, strict=True)
         ]
 
+    def unkept_check(rollout: list[Rollout], **_: Any) -> list[float | None]:
+        return [unkept_check_reward(r) for r in rollout]
+
     components = {
         "safety": safety,
         "utility": utility,
@@ -150,6 +164,7 @@ def build_reward_functions(
         "consult_cost": consult_cost,
         "needless_consult": needless_consult,
         "benign_consult": benign_consult,
+        "unkept_check": unkept_check,
     }
     chosen = [(fn, getattr(weights, name)) for name, fn in components.items() if getattr(weights, name) != 0]
     return [fn for fn, _ in chosen], [w for _, w in chosen]

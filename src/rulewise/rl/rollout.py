@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
+from rulewise.evaluation.verdicts import announces_rule_check
 from rulewise.generation.parsing import (
     THINK_CLOSE,
     THINK_OPEN,
@@ -67,6 +68,21 @@ class Rollout:
         The rule tool is the only tool offered, so any attempt is an attempt to consult.
         """
         return bool(self.calls)
+
+    @property
+    def skipped_announced_check(self) -> bool:
+        """The reasoning says it will check the rules, and no call follows.
+
+        Why it matters for RL: the student's consult decision is carried by the tool-call token
+        after "so I will check the safety rules before deciding." — the same context on every
+        prompt. Rewarding a rollout that drops that token on a plain task teaches dropping it on
+        harmful requests too (measured: one IFPO step on one plain prompt took the harmful consult
+        rate of the next step's rollouts from 100% to 25%). A rollout that skips the rules must decide so in words that read
+        the request ("This is an ordinary request, so I can simply help").
+        """
+        return not self.consulted and any(
+            announces_rule_check(split_reasoning(turn.content)[0]) for turn in self.parsed
+        )
 
     @property
     def _answer_turn(self) -> ParsedTurn | None:
