@@ -373,3 +373,20 @@ def test_continuous_rows_end_at_end_of_turn_tool_call_or_limit(tiny_tokenizer):
         len(call),
         CALL % "pipe bomb",
     )
+
+
+def test_incremental_text_matches_a_full_decode_at_every_token(tiny_tokenizer):
+    """Streaming decodes a few tokens per step, never a character split across byte tokens."""
+    from rulewise.generation.backends import IncrementalText
+
+    text = "<think>\nHé 🙂 check the rules.\n</think>\nI can't help with that, ça va? 日本"
+    ids = tiny_tokenizer.encode(text, add_special_tokens=False)
+    full = tiny_tokenizer.decode(ids, skip_special_tokens=False)
+    assert full == text and len(ids) > 30
+    stream, widest = IncrementalText(tiny_tokenizer), 0
+    for end in range(1, len(ids) + 1):
+        shown = stream.update(ids[:end])
+        widest = max(widest, end - stream._prefix)
+        assert "\ufffd" not in shown and full.startswith(shown)
+    assert shown == full
+    assert widest <= 8  # the window decoded per token stays small, whatever the turn's length

@@ -270,7 +270,8 @@ def test_rl_config_errors_name_the_key(tmp_path):
         load_config(
             RLSettings,
             None,
-            ["model=m", "prompts=p", "out=o", "rewards.safety=0", "rewards.utility=0", "rewards.format=0"],
+            ["model=m", "prompts=p", "out=o", "rewards.safety=0", "rewards.utility=0", "rewards.format=0"]
+            + ["rewards.unkept_check=0"],
         )
 
 

@@ -73,6 +73,35 @@ def serve_in_turns(
                 on_done(request, completion)
 
 
+class IncrementalText:
+    """A growing turn's text, decoding only the last few tokens at each step (TGI's method).
+
+    Re-decoding the whole turn after every token, as streaming first did, costs O(n²) over a
+    turn. Here each step decodes the tokens since the last emitted boundary twice — with and
+    without the new ones — and appends the difference; a piece that ends in U+FFFD (a multibyte
+    character split across tokens) waits for the next token.
+    """
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase) -> None:
+        self.tokenizer = tokenizer
+        self.text = ""
+        self._prefix = 0  # start of the decoded window
+        self._read = 0  # end of what self.text already holds
+
+    def update(self, ids: list[int]) -> str:
+        """The text of ``ids`` (the previous call's ids plus new ones at the end)."""
+
+        def decode(part: list[int]) -> str:
+            return self.tokenizer.decode(part, skip_special_tokens=False)
+
+        seen = decode(ids[self._prefix : self._read])
+        window = decode(ids[self._prefix :])
+        if len(window) > len(seen) and not window.endswith("\ufffd"):
+            self.text += window[len(seen) :]
+            self._prefix, self._read = self._read, len(ids)
+        return self.text
+
+
 @dataclass
 class SamplingConfig:
     temperature: float = 0.0  # 0 = greedy
@@ -191,6 +220,8 @@ class HFBackend:
         stop_at_tool_call = limits["stop_at_tool_call"]
         ended = stop_checker(self.tokenizer, limits["max_new_tokens"], stop_at_tool_call)
 
+        streams: dict[int, IncrementalText] = {}  # by id(request), while the turn streams
+
         def finish(request: Request, ids: list[int]) -> Completion | None:
             stop = (
                 ended(ids)
@@ -198,9 +229,11 @@ class HFBackend:
                 or (request.cancelled is not None and request.cancelled())
             )
             if stop:
+                streams.pop(id(request), None)
                 return self._to_completion(ids, stop_at_tool_call)
             if request.on_text is not None:
-                request.on_text(self.tokenizer.decode(ids, skip_special_tokens=False))
+                stream = streams.setdefault(id(request), IncrementalText(self.tokenizer))
+                request.on_text(stream.update(ids))
             return None
 
         self.model.eval()  # gradient checkpointing in train mode drops the KV cache
