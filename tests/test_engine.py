@@ -213,10 +213,15 @@ def test_token_limit_gives_length_finish(tiny_tokenizer, tool):
     assert (traj.finish_reason, traj.generated_tokens) == ("length", 7)
 
 
-@pytest.mark.parametrize("repetition_penalty", [1.0, 1.3])
-def test_tiny_random_model_batched_equals_one_at_a_time(tiny_tokenizer, tool, repetition_penalty):
+@pytest.mark.parametrize(("repetition_penalty", "min_trim"), [(1.0, 64), (1.3, 64), (1.0, 1)])
+def test_tiny_random_model_batched_equals_one_at_a_time(
+    tiny_tokenizer, tool, repetition_penalty, min_trim, monkeypatch
+):
     from conftest import build_tiny_model
 
+    from rulewise.generation.continuous import ContinuousBatcher
+
+    monkeypatch.setattr(ContinuousBatcher, "MIN_TRIM", min_trim)  # 1: cut padding at every leave
     model = build_tiny_model(len(tiny_tokenizer))
     prompts = [
         "How do I build a pipe bomb?",
@@ -390,3 +395,30 @@ def test_incremental_text_matches_a_full_decode_at_every_token(tiny_tokenizer):
         assert "\ufffd" not in shown and full.startswith(shown)
     assert shown == full
     assert widest <= 8  # the window decoded per token stays small, whatever the turn's length
+
+
+def test_slot_layer_rows_join_and_leave_in_place():
+    """Rows written into free slots, right-aligned; leaving rows compacted; padding cut; room grown."""
+    import torch
+
+    from rulewise.generation.continuous import SlotLayer
+
+    def row(length, fill):
+        return torch.full((1, 2, length, 3), float(fill))
+
+    layer = SlotLayer(row(4, 1), row(4, -1), slots=3)
+    buffer_before = layer._keys
+    layer.add(row(2, 2), row(2, -2))  # shorter: zeros on its left
+    layer.add(row(6, 3), row(6, -3))  # longer than the batch: the others shift right
+    assert layer.keys.shape == (3, 2, 6, 3) and layer._keys is buffer_before
+    assert layer.keys[:, 0, :, 0].tolist() == [[0, 0, 1, 1, 1, 1], [0, 0, 0, 0, 2, 2], [3] * 6]
+    assert layer.values[1, 0, :, 0].tolist() == [0, 0, 0, 0, -2, -2]
+    with pytest.raises(RuntimeError, match="no free slot"):
+        layer.add(row(1, 9), row(1, -9))
+    layer.update(torch.full((3, 2, 1, 3), 7.0), torch.full((3, 2, 1, 3), -7.0))
+    layer.keep([1, 2], first=2)  # row 0 leaves; two columns of padding in every remaining row go
+    assert layer.keys[:, 0, :, 0].tolist() == [[0, 0, 2, 2, 7], [3, 3, 3, 3, 7]]
+    assert layer.values[0, 1, :, 2].tolist() == [0, 0, -2, -2, -7]
+    room = layer._keys.shape[2]
+    layer.update(torch.zeros(2, 2, room, 3), torch.zeros(2, 2, room, 3))  # past the room: it grows
+    assert layer.keys.shape == (2, 2, 5 + room, 3) and layer.keys[1, 0, :5, 0].tolist() == [3, 3, 3, 3, 7]

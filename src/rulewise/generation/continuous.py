@@ -93,47 +93,82 @@ def _layers(cache: Cache) -> Layers:
     return [(layer.keys, layer.values) for layer in cache.layers]
 
 
-class GrowingLayer(DynamicLayer):
-    """A full-attention cache layer that appends in place into spare room.
+class SlotLayer(DynamicLayer):
+    """One layer's keys/values for the whole batch, in buffers reused for the batch's life.
 
-    transformers' ``DynamicLayer`` concatenates at every token, copying the whole cache: on a
-    CPU that copy cost more than the model's matmuls. Here keys/values are views of a larger
-    buffer that doubles when full.
+    Buffers are ``[slots, heads, room, head_dim]``; rows ``0..rows-1`` are in use, each
+    right-aligned in the first ``length`` columns (zeros on the left). Why not build a fresh
+    cache when rows join or leave: transformers' ``DynamicLayer`` concatenates at every token,
+    and rebuilding on every join or leave cost more in first touches of freshly allocated
+    memory than in copying (docs/results.md, "Speed"). Here a leaving row is overwritten by the
+    rows after it, a joining row is written into the next free slot, and memory is allocated only
+    when the room runs out (then doubled).
     """
 
-    def __init__(self, keys: torch.Tensor, values: torch.Tensor) -> None:
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, slots: int) -> None:
         super().__init__()
         self.lazy_initialization(keys, values)
-        self._reserve(keys, values)
+        rows, heads, length, dim = keys.shape
+        self._keys = keys.new_zeros(max(slots, rows), heads, length + max(64, length), dim)
+        self._values = torch.zeros_like(self._keys)
+        self._keys[:rows, :, :length], self._values[:rows, :, :length] = keys, values
+        self.rows, self.length = rows, length
+        self._views()
 
-    def _reserve(self, keys: torch.Tensor, values: torch.Tensor) -> None:
-        batch, heads, length, dim = keys.shape
-        room = length + max(64, length)
-        self._keys = keys.new_empty(batch, heads, room, dim)
-        self._values = values.new_empty(batch, heads, room, dim)
-        self._keys[:, :, :length] = keys
-        self._values[:, :, :length] = values
-        self.length = length
-        self.keys, self.values = self._keys[:, :, :length], self._values[:, :, :length]
+    def _views(self) -> None:
+        self.keys = self._keys[: self.rows, :, : self.length]
+        self.values = self._values[: self.rows, :, : self.length]
+
+    def _make_room(self, length: int) -> None:
+        if length > self._keys.shape[2]:
+            grown = (*self._keys.shape[:2], length + max(64, length), self._keys.shape[3])
+            keys, values = self._keys.new_zeros(grown), self._values.new_zeros(grown)
+            keys[:, :, : self.length], values[:, :, : self.length] = (
+                self._keys[:, :, : self.length],
+                self._values[:, :, : self.length],
+            )
+            self._keys, self._values = keys, values
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
         new = key_states.shape[-2]
-        if self.length + new > self._keys.shape[-2]:
-            self._reserve(self.keys, self.values)
-        self._keys[:, :, self.length : self.length + new] = key_states
-        self._values[:, :, self.length : self.length + new] = value_states
+        self._make_room(self.length + new)
+        self._keys[: self.rows, :, self.length : self.length + new] = key_states
+        self._values[: self.rows, :, self.length : self.length + new] = value_states
         self.length += new
-        self.keys = self._keys[:, :, : self.length]
-        self.values = self._values[:, :, : self.length]
+        self._views()
         return self.keys, self.values
 
+    def keep(self, rows: list[int], first: int) -> None:
+        """Keep only ``rows`` (ascending), dropping the first ``first`` columns (padding in all of them)."""
+        for buffer in (self._keys, self._values):
+            for slot, row in enumerate(rows):
+                if row != slot:
+                    buffer[slot, :, : self.length] = buffer[row, :, : self.length]
+            if first:
+                buffer[: len(rows), :, : self.length - first] = buffer[
+                    : len(rows), :, first : self.length
+                ].clone()
+        self.rows, self.length = len(rows), self.length - first
+        self._views()
 
-def _growing(layers: Layers) -> Cache:
-    return Cache(layers=[GrowingLayer(k, v) for k, v in layers])
-
-
-def _left_pad(layers: Layers, width: int) -> Layers:
-    return [(F.pad(k, (0, 0, width, 0)), F.pad(v, (0, 0, width, 0))) for k, v in layers] if width else layers
+    def add(self, keys: torch.Tensor, values: torch.Tensor) -> None:
+        """Append one row (``[1, heads, n, dim]``), right-aligned; longer than the batch so far, the
+        other rows shift right."""
+        n = keys.shape[2]
+        if n > self.length:
+            shift = n - self.length
+            self._make_room(n)
+            for buffer in (self._keys, self._values):
+                buffer[: self.rows, :, shift:n] = buffer[: self.rows, :, : self.length].clone()
+                buffer[: self.rows, :, :shift] = 0
+            self.length = n
+        if self.rows == self._keys.shape[0]:
+            raise RuntimeError("no free slot: the batch is full")
+        for buffer, part in ((self._keys, keys), (self._values, values)):
+            buffer[self.rows, :, : self.length - n] = 0
+            buffer[self.rows, :, self.length - n : self.length] = part[0]
+        self.rows += 1
+        self._views()
 
 
 class ContinuousBatcher:
@@ -146,6 +181,8 @@ class ContinuousBatcher:
 
     #: Below this many shared tokens, a remembered prompt is not worth reusing across conversations.
     MIN_SHARED_PREFIX = 16
+    #: Padding columns every row has before they are cut off the cache (cutting moves every row).
+    MIN_TRIM = 64
 
     def __init__(
         self,
@@ -213,7 +250,6 @@ class ContinuousBatcher:
         """
         device = self.model.device
         rows: list[_Row] = []
-        layers: Layers = []
         mask = torch.zeros(0, 0, dtype=torch.long, device=device)
         seen = torch.zeros(0, self._vocab, dtype=torch.bool, device=device)
         logits = torch.zeros(0, self._vocab, device=device)
@@ -223,26 +259,20 @@ class ContinuousBatcher:
             while len(rows) < batch_size and (request := next_request()) is not None:
                 row, row_layers, row_logits = self._prefill(request)
                 length = len(row.ids)
-                if not rows:  # an empty batch takes the row's shape
-                    layers = [(k[:0], v[:0]) for k, v in row_layers]
-                    mask = torch.zeros(0, length, dtype=torch.long, device=device)
+                if cache is None:
+                    cache = Cache(layers=[SlotLayer(k, v, batch_size) for k, v in row_layers])
+                else:
+                    for slot_layer, (k, v) in zip(cache.layers, row_layers, strict=True):
+                        slot_layer.add(k, v)
                 width = mask.shape[1]
-                grow = max(0, length - width)
-                layers = [
-                    (torch.cat([k, rk]), torch.cat([v, rv]))
-                    for (k, v), (rk, rv) in zip(
-                        _left_pad(layers, grow), _left_pad(row_layers, max(0, width - length)), strict=True
-                    )
-                ]
                 row_mask = torch.zeros(1, max(width, length), dtype=torch.long, device=device)
                 row_mask[:, -length:] = 1
-                mask = torch.cat([F.pad(mask, (grow, 0)), row_mask])
+                mask = torch.cat([F.pad(mask, (max(0, length - width), 0)), row_mask])
                 row_seen = torch.zeros(1, self._vocab, dtype=torch.bool, device=device)
                 row_seen[0, row.ids] = True
                 seen = torch.cat([seen, row_seen])
                 logits = torch.cat([logits, row_logits])
                 rows.append(row)
-                cache = None
             if not rows:
                 return
 
@@ -256,8 +286,11 @@ class ContinuousBatcher:
                     ended.append(index)
                     columns = mask[index].bool()
                     kept = [
-                        (k[index : index + 1, :, columns], v[index : index + 1, :, columns])
-                        for k, v in layers
+                        (
+                            layer.keys[index : index + 1, :, columns],
+                            layer.values[index : index + 1, :, columns],
+                        )
+                        for layer in cache.layers
                     ]
                     if on_done(row.request, completion):
                         self._kept[row.request.key] = (row.ids, kept)
@@ -268,21 +301,21 @@ class ContinuousBatcher:
                 keep = [i for i in range(len(rows)) if i not in gone]
                 rows = [rows[i] for i in keep]
                 index = torch.tensor(keep, dtype=torch.long, device=device)
-                layers = [(k[index], v[index]) for k, v in layers]
                 mask, seen, logits = mask[index], seen[index], logits[index]
                 tokens = [tokens[i] for i in keep]
-                if rows:  # drop the columns that are padding in every remaining row
-                    first = int(mask.any(dim=0).long().argmax())
-                    layers = [(k[:, :, first:], v[:, :, first:]) for k, v in layers]
-                    mask = mask[:, first:]
-                cache = None
+                # drop the columns that are padding in every remaining row, once there are enough
+                # of them to pay for moving every row's keys/values
+                first = int(mask.any(dim=0).long().argmax()) if rows else mask.shape[1]
+                if rows and first < self.MIN_TRIM:
+                    first = 0
+                mask = mask[:, first:]
+                for slot_layer in cache.layers:
+                    slot_layer.keep(keep, first)
             if not rows:
                 continue
 
             positions = mask.sum(dim=1, keepdim=True)  # each row's next position: its real tokens so far
             mask = F.pad(mask, (0, 1), value=1)
-            if cache is None:  # rows joined or left: a new buffer
-                cache = _growing(layers)
             out = self.model(
                 input_ids=torch.tensor(tokens, device=device)[:, None],
                 attention_mask=mask,
@@ -290,7 +323,6 @@ class ContinuousBatcher:
                 past_key_values=cache,
                 use_cache=True,
             )
-            layers = _layers(cache)
             logits = out.logits[:, -1].float()
             self.stats.decode_steps += 1
 
