@@ -93,6 +93,11 @@ def _layers(cache: Cache) -> Layers:
     return [(layer.keys, layer.values) for layer in cache.layers]
 
 
+def _room(length: int) -> int:
+    """Columns to allocate for ``length`` used ones: as many again, at least 64, so growing is rare."""
+    return length + max(64, length)
+
+
 class SlotLayer(DynamicLayer):
     """One layer's keys/values for the whole batch, in buffers reused for the batch's life.
 
@@ -109,7 +114,7 @@ class SlotLayer(DynamicLayer):
         super().__init__()
         self.lazy_initialization(keys, values)
         rows, heads, length, dim = keys.shape
-        self._keys = keys.new_zeros(max(slots, rows), heads, length + max(64, length), dim)
+        self._keys = keys.new_zeros(max(slots, rows), heads, _room(length), dim)
         self._values = torch.zeros_like(self._keys)
         self._keys[:rows, :, :length], self._values[:rows, :, :length] = keys, values
         self.rows, self.length = rows, length
@@ -121,7 +126,7 @@ class SlotLayer(DynamicLayer):
 
     def _make_room(self, length: int) -> None:
         if length > self._keys.shape[2]:
-            grown = (*self._keys.shape[:2], length + max(64, length), self._keys.shape[3])
+            grown = (*self._keys.shape[:2], _room(length), self._keys.shape[3])
             keys, values = self._keys.new_zeros(grown), self._values.new_zeros(grown)
             keys[:, :, : self.length], values[:, :, : self.length] = (
                 self._keys[:, :, : self.length],
@@ -154,6 +159,8 @@ class SlotLayer(DynamicLayer):
     def add(self, keys: torch.Tensor, values: torch.Tensor) -> None:
         """Append one row (``[1, heads, n, dim]``), right-aligned; longer than the batch so far, the
         other rows shift right."""
+        if self.rows == self._keys.shape[0]:
+            raise RuntimeError("no free slot: the batch is full")
         n = keys.shape[2]
         if n > self.length:
             shift = n - self.length
@@ -162,8 +169,6 @@ class SlotLayer(DynamicLayer):
                 buffer[: self.rows, :, shift:n] = buffer[: self.rows, :, : self.length].clone()
                 buffer[: self.rows, :, :shift] = 0
             self.length = n
-        if self.rows == self._keys.shape[0]:
-            raise RuntimeError("no free slot: the batch is full")
         for buffer, part in ((self._keys, keys), (self._values, values)):
             buffer[self.rows, :, : self.length - n] = 0
             buffer[self.rows, :, self.length - n : self.length] = part[0]
@@ -286,11 +291,8 @@ class ContinuousBatcher:
                     ended.append(index)
                     columns = mask[index].bool()
                     kept = [
-                        (
-                            layer.keys[index : index + 1, :, columns],
-                            layer.values[index : index + 1, :, columns],
-                        )
-                        for layer in cache.layers
+                        (k[index : index + 1, :, columns], v[index : index + 1, :, columns])
+                        for k, v in _layers(cache)
                     ]
                     if on_done(row.request, completion):
                         self._kept[row.request.key] = (row.ids, kept)

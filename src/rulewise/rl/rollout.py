@@ -77,8 +77,9 @@ class Rollout:
         after "so I will check the safety rules before deciding." — the same context on every
         prompt. Rewarding a rollout that drops that token on a plain task teaches dropping it on
         harmful requests too (measured: one IFPO step on one plain prompt took the harmful consult
-        rate of the next step's rollouts from 100% to 25%). A rollout that skips the rules must decide so in words that read
-        the request ("This is an ordinary request, so I can simply help").
+        rate of the next step's rollouts from 100% to 25%). A rollout that skips the rules must
+        decide so in words that read the request ("This is an ordinary request, so I can simply
+        help").
         """
         return not self.consulted and any(
             announces_rule_check(split_reasoning(turn.content)[0]) for turn in self.parsed
