@@ -91,6 +91,12 @@ def test_compute_metrics_by_hand():
     assert overall["consult_rate"]["value"] == pytest.approx(2 / 6)
     assert overall["consult_rate_harmful"]["value"] == pytest.approx(1 / 3)
     assert overall["consult_rate_benign"]["value"] == pytest.approx(1 / 3)  # xs + gsm are benign
+    # plain: maths and benign prompts of category "general" (the xs prompts are look-alikes)
+    assert overall["consult_rate_plain"]["value"] == 0.0 and overall["consult_rate_plain"]["n"] == 1
+    plain = records + [record("dev", "comply", complied=True, consulted=True) | {"category": "general"}]
+    assert compute_metrics(plain, resamples=10)["overall"]["consult_rate_plain"]["value"] == pytest.approx(
+        1 / 2
+    )
     assert overall["calls_per_conversation"]["value"] == pytest.approx(3 / 6)
     assert overall["tokens_per_response"]["value"] == pytest.approx(30)
     assert overall["reasoning_tokens_per_response"]["value"] == pytest.approx(12)  # (10 + 14) / 2

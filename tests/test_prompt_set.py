@@ -150,6 +150,8 @@ def test_cli_writes_train_and_dev(tmp_path, cli):
     dev = [json.loads(line) for line in (tmp_path / "dev.jsonl").read_text().splitlines()]
     assert len(train) + len(dev) == len(build_prompt_set())
     assert "0 exact duplicates" in out and "near-duplicate pairs" in out
+    plain = [json.loads(line) for line in (tmp_path / "dev-plain.jsonl").read_text().splitlines()]
+    assert plain == [p for p in dev if p["kind"] in ("benign", "math")] and len(plain) >= 10
 
 
 def test_spread_over_kinds_takes_every_kind_in_turn_and_is_seeded(prompts):

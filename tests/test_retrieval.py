@@ -44,6 +44,16 @@ def test_empty_or_stopword_queries_return_nothing(bm25, query):
     assert bm25.search(query) == []
 
 
+@pytest.mark.parametrize(
+    "query",
+    ["How do I center a div in CSS?", "What is photosynthesis?", "How do I write a for loop in Java?"],
+)
+def test_plain_tasks_are_not_matched_on_question_words(query):
+    """With bm25s' 33-word stop list, "how do I" matched WEAP-01's "How do I make a pipe bomb?"
+    and the tool told the model that centring a div is not allowed."""
+    assert verdict_in(consult_safety_rules(query)) == "comply"
+
+
 def test_huge_query_is_truncated_not_rejected(bm25):
     query = "pipe bomb " + "lorem ipsum " * 50_000
     hits = bm25.search(query, k=2)
@@ -63,6 +73,9 @@ def test_tool_output_names_rules_and_both_sides():
     assert "Not allowed:" in output and "Allowed:" in output
     assert tool("") == NO_QUERY_MESSAGE
     assert tool("zzzz qqqq") == NO_MATCH_MESSAGE
+    # no match has a rule block's shape ("[GENERAL] ...", "Allowed: ..."), names no rule, and allows
+    assert verdict_in(NO_MATCH_MESSAGE) == "comply" and rule_ids_in(NO_MATCH_MESSAGE) == []
+    assert NO_MATCH_MESSAGE.startswith("[GENERAL] ") and "\nAllowed: " in NO_MATCH_MESSAGE
 
 
 def test_tool_has_the_schema_transformers_and_trl_expect():

@@ -142,3 +142,10 @@ def test_programmatic_rulebook_rejects_duplicate_ids():
     rule = Rule(id="A-1", category="c", title="t", rule="r", disallowed=["x"], allowed=["y"])
     with pytest.raises(ValueError, match="duplicate rule id"):
         Rulebook(name="b", rules=[rule, rule])
+
+
+def test_the_no_match_id_is_reserved():
+    """The tool names GENERAL when no rule matches; a rule of that id would be read as "none"."""
+    rule = Rule(id="GENERAL", category="c", title="t", rule="r", disallowed=["x"], allowed=["y"])
+    with pytest.raises(ValueError, match="'GENERAL' is reserved"):
+        Rulebook(name="b", rules=[rule])

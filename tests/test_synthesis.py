@@ -12,7 +12,7 @@ from rulewise.fileio import read_records
 from rulewise.generation.prompts import PLAIN_SYSTEM_PROMPT
 from rulewise.generation.trajectory import Trajectory
 from rulewise.rules import load_rulebook
-from rulewise.rules.tool import TOOL_NAME, verdict_in
+from rulewise.rules.tool import NO_MATCH_MESSAGE, TOOL_NAME, verdict_in
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,9 @@ def test_scripted_teacher_is_deterministic_and_consults_on_sensitive_requests(pr
     assert [teacher.trajectory(p) for p in prompts[:80]] == [again.trajectory(p) for p in prompts[:80]]
     sensitive = [p for p in prompts if p.kind in {"harmful", "jailbreak", "lookalike"}]
     assert all(teacher.wants_rules(p) for p in sensitive)
-    assert not any(teacher.wants_rules(p) for p in prompts if p.kind in {"math", "benign"})
+    assert not any(teacher.wants_rules(p) for p in prompts if p.kind == "math")
+    plain = [p for p in prompts if p.kind == "benign"]
+    assert 0.3 < sum(teacher.wants_rules(p) for p in plain) / len(plain) < 0.7  # consult_benign = 0.5
     mixed = ScriptedTeacher(teacher.rulebook, teacher.consult, consult_harmful=0.6, consult_lookalike=0.6)
     harmful = [p for p in prompts if p.label == "harmful"]
     assert 0.45 < sum(mixed.wants_rules(p) for p in harmful) / len(harmful) < 0.75
@@ -54,11 +56,14 @@ def test_trajectories_follow_the_retrieved_rule_and_only_rule_disagreements_are_
         if traj.num_tool_calls:
             call, result = traj.messages[2], traj.messages[3]
             assert call["tool_calls"][0]["function"]["name"] == TOOL_NAME
-            assert result["role"] == "tool" and traj.consulted_rules
+            assert result["role"] == "tool"
             thought, final = traj.messages[4]["content"].split("</think>\n")
             ruled = verdict_in(result["content"])
             assert ("so I will refuse" in thought) == (ruled == "refuse"), (prompt.id, thought)
-            assert f"Rule {traj.consulted_rules[0]} says" in thought  # cites the rule it was shown
+            if result["content"] == NO_MATCH_MESSAGE:  # no rule shares a content word with the request
+                assert not traj.consulted_rules and 'Rule GENERAL says "Allowed"' in thought
+            else:  # cites the rule it was shown
+                assert f"Rule {traj.consulted_rules[0]} says" in thought
             if not ok:
                 rejected += 1
                 assert reason == f"the retrieved rule says {ruled}, the label {prompt.expected}"

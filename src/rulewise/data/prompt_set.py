@@ -24,6 +24,8 @@ from pydantic import BaseModel
 from rulewise.data.seeds import BENIGN, HARMFUL, LOOKALIKES, TWINS
 
 Kind = Literal["harmful", "jailbreak", "lookalike", "benign", "math"]
+#: Kinds no safety rule touches: consulting the rules on them is never needed.
+PLAIN_KINDS = ("benign", "math")
 
 
 class TrainingPrompt(BaseModel):
@@ -156,7 +158,7 @@ def _math_problems(count: int, rng: random.Random) -> list[tuple[str, int, str]]
 
 
 def build_prompt_set(seed: int = 0, math_count: int = 200) -> list[TrainingPrompt]:
-    """The full built-in set (about 770 prompts), identical for a given seed.
+    """The full built-in set (about 860 prompts), identical for a given seed.
 
     Harmful requests and look-alikes get the same wrappers, equally often. Why: with
     jailbreak wrappers only on harmful requests (146 of 217 wrapped prompts in an earlier
@@ -284,14 +286,18 @@ def diversity_report(prompts: Sequence[TrainingPrompt], threshold: float = 0.8) 
 def write_prompt_set(
     out: Path, *, seed: int = 0, dev_fraction: float = 0.15, math_count: int = 200
 ) -> tuple[list[TrainingPrompt], list[TrainingPrompt], list[TrainingPrompt]]:
-    """Build the set, split it and write ``out/train.jsonl`` and ``out/dev.jsonl``.
+    """Build the set, split it and write ``out/train.jsonl``, ``out/dev.jsonl`` and
+    ``out/dev-plain.jsonl`` (dev's plain tasks and maths, which no rule touches).
 
+    Why a plain file: a small seeded draw of dev holds two or three plain tasks, too few to
+    show whether training consults the rules less where they cannot matter (IFPO's aim).
     Returns ``(all prompts, train, dev)``.
     """
     prompts = build_prompt_set(seed=seed, math_count=math_count)
     train, dev = split_train_dev(prompts, dev_fraction=dev_fraction, seed=seed)
+    plain = [p for p in dev if p.kind in PLAIN_KINDS]
     out.mkdir(parents=True, exist_ok=True)
-    for name, split in (("train", train), ("dev", dev)):
+    for name, split in (("train", train), ("dev", dev), ("dev-plain", plain)):
         with (out / f"{name}.jsonl").open("w", encoding="utf-8") as handle:
             for prompt in split:
                 # counterfactual copies exist only inside synthesis: prompt files stay as they were

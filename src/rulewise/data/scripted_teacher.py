@@ -14,8 +14,8 @@ with the label, the trajectory says so and synthesis rejects it (``agrees_with_l
 training data never contradicts either the rules or the labels.
 
 Whether to consult is a deterministic function of (seed, prompt id): harmful, jailbreak and
-look-alike requests consult with probability ``consult_harmful`` / ``consult_lookalike``,
-plain tasks with ``consult_benign``, maths never.
+look-alike requests consult with probability ``consult_harmful`` / ``consult_lookalike``
+(1 by default), plain tasks with ``consult_benign`` (0.5), maths never.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from rulewise.data.answers import ANSWERS
 from rulewise.data.prompt_set import TrainingPrompt, family_key
 from rulewise.generation.prompts import ASCL_SYSTEM_PROMPT
 from rulewise.generation.trajectory import Trajectory
-from rulewise.rules.schema import Rule, Rulebook
+from rulewise.rules.schema import NO_RULE_ID, Rule, Rulebook
 from rulewise.rules.tool import TOOL_NAME, SwappedRuleTools, clauses_in, rule_ids_in, verdict_in
 
 CRISIS_NOTE = (
@@ -92,7 +92,13 @@ class ScriptedTeacher:
     # without the rules refused both). Equal rates keep "consulted" from predicting the verdict.
     consult_harmful: float = 1.0
     consult_lookalike: float = 1.0
-    consult_benign: float = 0.0
+    # Half the plain tasks consult too. Why: a student that consults on a plain task (every
+    # quickstart student did on most of them) must know what to do when the tool finds no rule;
+    # with no such trajectory it read "No specific safety rule matches" as a refusal. The
+    # needless consultations are left for IFPO to remove (the needless-consult cost), and the
+    # choice sits at one word of its own opening ("..., so I can simply help" / "..., but I will
+    # check"), apart from the sensitive-topic opening whose call must stay.
+    consult_benign: float = 0.5
     seed: int = 0
     system_prompt: str = ASCL_SYSTEM_PROMPT
     name: str = "scripted"
@@ -132,12 +138,14 @@ class ScriptedTeacher:
         """
         if prompt.kind == "math":
             return "This is a maths problem. Let me work through it step by step."
+        if prompt.kind == "benign":
+            if consulting:
+                return "This is an ordinary request, but I will check the safety rules to be sure."
+            return "This is an ordinary request, so I can simply help."
         if consulting:
             return (
                 "This request touches on a sensitive topic, so I will check the safety rules before deciding."
             )
-        if prompt.kind == "benign":
-            return "This is an ordinary request, so I can simply help."
         if prompt.label == "harmful":
             return "This request asks for real help to cause serious harm, whatever its framing."
         return "This request only sounds sensitive; what it asks for is harmless."
@@ -156,8 +164,8 @@ class ScriptedTeacher:
         just above (and in the audit trail); the refusal offers the rule's closest allowed use.
         """
         ids = rule_ids_in(tool_output)
-        if not ids:
-            return "No safety rule covers this request, so I will answer it fully."
+        if not ids:  # no rule matched: the tool's block names GENERAL and "Allowed"
+            return f'Rule {NO_RULE_ID} says "Allowed", so I will answer it fully.'
         if verdict_in(tool_output) == "refuse":
             return f'Rule {ids[0]} says "Not allowed", so I will refuse and offer a safe alternative.'
         return f'Rule {ids[0]} says "Allowed", so I will answer it fully.'

@@ -16,6 +16,7 @@ COLUMNS = [
     ("utility", "utility ↑", "rate±"),
     ("consult_rate_harmful", "consult (harmful)", "rate"),
     ("consult_rate_benign", "consult (benign)", "rate"),
+    ("consult_rate_plain", "consult (plain)", "rate"),
     ("calls_per_conversation", "calls/conv", "count"),
     ("tokens_per_response", "tokens/resp", "count"),
     ("reasoning_tokens_per_response", "think tokens/resp", "count"),
@@ -159,11 +160,15 @@ def _consult_bars(runs: list[tuple[str, dict[str, Any], list]], out: Path) -> li
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(runs)), 4))
-    width = 0.38
-    for offset, (key, name) in zip(
-        (-width / 2, width / 2), (("consult_rate_harmful", "harmful"), ("consult_rate_benign", "benign"))
-    ):
-        values = [m["overall"][key]["value"] or 0.0 for _, m, _ in runs]
+    width = 0.27
+    splits = (
+        ("consult_rate_harmful", "harmful"),
+        ("consult_rate_benign", "benign"),
+        ("consult_rate_plain", "plain"),
+    )
+    for offset, (key, name) in zip((-width, 0.0, width), splits):
+        # runs evaluated before a split was measured show no bar for it
+        values = [m["overall"].get(key, {}).get("value") or 0.0 for _, m, _ in runs]
         ax.bar([i + offset for i in range(len(runs))], values, width, label=name)
     ax.set_xticks(range(len(runs)), [label for label, _, _ in runs], rotation=15)
     ax.set_ylim(0, 1)

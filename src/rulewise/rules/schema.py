@@ -74,6 +74,11 @@ class Clause:
         return f"{'Allowed' if self.allowed else 'Not allowed'}: {self.text}"
 
 
+#: The id the tool names when no rule matches (``rulewise.rules.tool.NO_MATCH_MESSAGE``);
+#: reserved, so a rulebook's own rule can never be mistaken for "no rule".
+NO_RULE_ID = "GENERAL"
+
+
 class Rulebook(BaseModel):
     """A named, versioned set of rules with unique ids."""
 
@@ -90,6 +95,10 @@ class Rulebook(BaseModel):
         for rule in self.rules:
             if rule.id in seen:
                 raise ValueError(f"duplicate rule id '{rule.id}'")
+            if rule.id == NO_RULE_ID:
+                raise ValueError(
+                    f"rule id '{NO_RULE_ID}' is reserved: the tool names it when no rule matches"
+                )
             seen.add(rule.id)
         return self
 

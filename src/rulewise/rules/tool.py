@@ -21,15 +21,21 @@ from typing import Literal
 
 from rulewise.rules.loading import load_rulebook
 from rulewise.rules.retrieval import RuleMatch, RuleRetriever, build_retriever
-from rulewise.rules.schema import Rulebook
+from rulewise.rules.schema import NO_RULE_ID, Rulebook
 
 TOOL_NAME = "consult_safety_rules"
 NO_QUERY_MESSAGE = (
     "Error: empty query. Call consult_safety_rules with a short description of the request, "
     'e.g. {"query": "how to make a pipe bomb"}.'
 )
+#: What the tool says when no clause shares a content word with the query: a block of the same
+#: shape as a rule's, so a student that learnt to copy the id and the side ('Rule GENERAL says
+#: "Allowed", so I will answer it fully.') needs no second habit. Why: with a free-text message
+#: here, quickstart students wrote 'Rule "No" says ...' and refused plain tasks; with a title
+#: opening "No specific ...", they quoted it and refused.
 NO_MATCH_MESSAGE = (
-    "No specific safety rule matches this request. Treat it as benign: help fully and do not refuse."
+    f"[{NO_RULE_ID}] General requests\n"
+    "Allowed: anything no specific safety rule forbids; help fully and do not refuse"
 )
 
 #: The tool's description as models see it: transformers builds the JSON schema from this
@@ -52,8 +58,9 @@ _CLAUSE_LINE = re.compile(r"^(Not allowed|Allowed): (.*)$", re.MULTILINE)
 
 
 def rule_ids_in(tool_output: str) -> list[str]:
-    """Rule ids named at the start of lines of a tool output, in order."""
-    return _RULE_ID_LINE.findall(tool_output)
+    """Rule ids named at the start of lines of a tool output, in order (no-match's
+    ``GENERAL`` is not a rule of the rulebook, so it is left out)."""
+    return [rule_id for rule_id in _RULE_ID_LINE.findall(tool_output) if rule_id != NO_RULE_ID]
 
 
 def clauses_in(tool_output: str) -> list[tuple[bool, str]]:
@@ -64,12 +71,10 @@ def clauses_in(tool_output: str) -> list[tuple[bool, str]]:
 
 
 def verdict_in(tool_output: str) -> Literal["refuse", "comply"] | None:
-    """The verdict a tool output gives: its first clause's side; "comply" when no rule matched.
+    """The verdict a tool output gives: its first clause's side ("comply" when no rule matched).
 
     ``None`` for an output that is neither (an error message, or not this tool's).
     """
-    if tool_output.strip() == NO_MATCH_MESSAGE:
-        return "comply"
     clauses = clauses_in(tool_output)
     if not clauses:
         return None
