@@ -24,8 +24,9 @@ from pydantic import BaseModel
 from rulewise.data.seeds import BENIGN, HARMFUL, LOOKALIKES, TWINS
 
 Kind = Literal["harmful", "jailbreak", "lookalike", "benign", "math"]
-#: Kinds no safety rule touches: consulting the rules on them is never needed.
-PLAIN_KINDS = ("benign", "math")
+#: Kinds no safety rule concerns: consulting the rules on them only costs tokens (the RL
+#: needless-consult cost and the dev-plain file both read this).
+RULE_FREE_KINDS = frozenset({"benign", "math"})
 
 
 class TrainingPrompt(BaseModel):
@@ -295,7 +296,7 @@ def write_prompt_set(
     """
     prompts = build_prompt_set(seed=seed, math_count=math_count)
     train, dev = split_train_dev(prompts, dev_fraction=dev_fraction, seed=seed)
-    plain = [p for p in dev if p.kind in PLAIN_KINDS]
+    plain = [p for p in dev if p.kind in RULE_FREE_KINDS]
     out.mkdir(parents=True, exist_ok=True)
     for name, split in (("train", train), ("dev", dev), ("dev-plain", plain)):
         with (out / f"{name}.jsonl").open("w", encoding="utf-8") as handle:

@@ -38,6 +38,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from rulewise.data.prompt_set import RULE_FREE_KINDS
 from rulewise.evaluation.judges import Judge, math_correct
 from rulewise.evaluation.judges.refusal import offers_safe_help
 from rulewise.rl.rollout import Rollout
@@ -97,10 +98,6 @@ def format_reward(rollout: Rollout) -> float:
 
 def consult_cost_reward(rollout: Rollout) -> float:
     return -1.0 if rollout.consulted else 0.0
-
-
-#: Prompt kinds no safety rule concerns: consulting on them only costs tokens.
-RULE_FREE_KINDS = frozenset({"benign", "math"})
 
 
 def needless_consult_reward(rollout: Rollout, *, kind: str) -> float | None:
