@@ -51,12 +51,13 @@ def metrics_table(rows: list[tuple[str, dict[str, Any]]]) -> str:
 
 def decision_table(runs: list[tuple[str, dict[str, Any]]]) -> str:
     """How decisions relate to the rules and the reasoning: worst-of-k compliance, consultations
-    that changed the verdict, answers that follow the verdict their reasoning states, turns
-    that ended cleanly with no markup left in the answer."""
+    that changed the verdict, answers that follow the verdict their reasoning states and the
+    clause the tool returned, turns that ended cleanly with no markup left in the answer."""
     columns = [
         ("compliance_worst_of_k", "compliance worst@k ↑"),
         ("consult_changed_verdict", "consults that changed the verdict"),
         ("verdict_followed", "answer follows stated verdict ↑"),
+        ("rule_followed", "answer follows retrieved rule ↑"),
         ("well_formed", "well-formed turns ↑"),
     ]
     lines = ["| | " + " | ".join(title for _, title in columns) + " |", "|---" * (len(columns) + 1) + "|"]
