@@ -280,4 +280,6 @@ def test_rule_followed_compares_the_answer_with_the_retrieved_clause():
     overall = compute_metrics(rows, resamples=50)["overall"]
     assert overall["rule_followed"]["value"] == pytest.approx(2 / 3) and overall["rule_followed"]["n"] == 3
     # the stated verdict is the last one, "answer it fully": the first row counts as followed there
-    assert overall["verdict_followed"]["value"] == pytest.approx(2 / 4) and overall["verdict_followed"]["n"] == 4
+    assert (
+        overall["verdict_followed"]["value"] == pytest.approx(2 / 4) and overall["verdict_followed"]["n"] == 4
+    )
