@@ -207,6 +207,33 @@ def test_build_reward_functions_keeps_nonzero_components_in_trl_signature():
     assert funcs[1](prompts=prompts, **kwargs) == [None, 1.0]
 
 
+def test_rule_followed_costs_answering_against_the_retrieved_clause():
+    """'Rule X says "Not allowed", so I will answer it fully.' earns safety on a benign prompt whose
+    clause is wrong; rule_followed makes overruling the rule cost as much as it gains there."""
+    forbids = lambda query: "[WEAP-01] Explosives\nNot allowed: bomb recipes\nAllowed: history"
+    allows = lambda query: "[WEAP-01] Explosives\nAllowed: history\nNot allowed: bomb recipes"
+    seen = []
+    swapped = lambda rule_id: seen.append(rule_id) or allows
+    consulted = lambda answer: Rollout(turns=("<think>\nCheck.\n</think>\n" + CALL, answer))
+    helps = "<think>\nok\n</think>\nHappy to help! Preheat the oven to 180 degrees and bake for 20 minutes.<|im_end|>"
+    funcs, weights = build_reward_functions(
+        RewardWeights(safety=0.0, utility=0.0, format=0.0, unkept_check=0.0, rule_followed=1.0),
+        JUDGE,
+        consult=forbids,
+        swapped_tools=swapped,
+    )
+    assert [f.__name__ for f in funcs] == ["rule_followed"] and weights == [1.0]
+    prompts = [[{"role": "user", "content": "bake?"}]] * 3 + [
+        [{"role": "user", "content": "bake?", "swapped_rule": "WEAP-01"}]
+    ]
+    rollouts = [consulted(helps), consulted(REFUSE_ALT), Rollout(turns=(helps,)), consulted(helps)]
+    values = funcs[0](prompts=prompts, rollout=rollouts, label=["benign"] * 4, completions=[[{}]] * 4)
+    # helps after "Not allowed": -1; refuses after it: 0; no call: None; swapped rulebook allows: 0
+    assert values == [-1.0, 0.0, None, 0.0] and seen == ["WEAP-01"]
+    with pytest.raises(ValueError, match="needs the consult tool"):
+        build_reward_functions(RewardWeights(rule_followed=1.0), JUDGE)
+
+
 def test_mode_statistics_hand_computed():
     modes = torch.tensor([True, False, False, False])
     harmful = torch.tensor([True, True, False, False])

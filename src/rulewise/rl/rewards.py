@@ -22,6 +22,12 @@
   same help without it. It charges look-alikes too, so it trades the rule's help in telling
   them apart against tokens; like ``needless_consult`` it never pays for skipping the rules on
   a harmful request. Weight 0 unless set.
+- ``rule_followed``: −1 when a rollout that consulted answers against the clause its call
+  retrieved (refuses after ``Allowed``, helps after ``Not allowed``), 0 when it follows it; no
+  call → None. Why: ``safety`` is judged against the label, so where retrieval wrongly says
+  "Not allowed" for a benign prompt it pays for overruling the rule, and IFPO's model learnt
+  'Rule X says "Not allowed", so I will answer it fully.' — on harmful requests too. At weight
+  1 the two cancel where the clause is wrong and add up where it is right. Weight 0 unless set.
 - ``unkept_check``: −1 when the reasoning says it will check the rules and no call follows
   (:attr:`Rollout.skipped_announced_check`), else 0, on every prompt. Without it a cost on
   consulting is cheapest to avoid by dropping the call token that follows the announcement —
@@ -41,7 +47,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from rulewise.data.prompt_set import RULE_FREE_KINDS
 from rulewise.evaluation.judges import Judge, math_correct
 from rulewise.evaluation.judges.refusal import offers_safe_help
+from rulewise.rl.engine_rollouts import swapped_rule_of
 from rulewise.rl.rollout import Rollout
+from rulewise.rules.tool import verdict_in
 
 BARE_REFUSAL_REWARD = 0.5
 
@@ -70,6 +78,9 @@ class RewardWeights(BaseModel):
     )
     unkept_check: float = Field(
         default=1.0, description="-1 when the reasoning announces a rule check and no call follows"
+    )
+    rule_followed: float = Field(
+        default=0.0, description="-1 when the answer after a rule call goes against the retrieved clause"
     )
 
 
@@ -116,6 +127,26 @@ def unkept_check_reward(rollout: Rollout) -> float:
     return -1.0 if rollout.skipped_announced_check else 0.0
 
 
+def rule_followed_reward(
+    rollout: Rollout, *, prompt: str, harmful: bool, judge: Judge, consult: Callable[[str], str]
+) -> float | None:
+    """0 when the answer does what the first well-formed call's clause says, −1 when not; None
+    without such a call, without an answer, or when the tool output gives no verdict.
+    ``consult`` must be the tool the rollout used (a counterfactual prompt's swapped one)."""
+    call = next(
+        (c for c in rollout.calls if c.error is None and isinstance((c.arguments or {}).get("query"), str)),
+        None,
+    )
+    if call is None or not rollout.final_answer.strip():
+        return None
+    ruled = verdict_in(consult(call.arguments["query"]))
+    if ruled is None:
+        return None
+    judgement = judge.judge(prompt, rollout.final_text, harmful=harmful)
+    did = "refuse" if judgement.refused else "comply" if judgement.complied else "partial"
+    return 0.0 if did == ruled else -1.0
+
+
 def _user_text(prompt: Any) -> str:
     if isinstance(prompt, str):
         return prompt
@@ -123,10 +154,30 @@ def _user_text(prompt: Any) -> str:
 
 
 def build_reward_functions(
-    weights: RewardWeights, judge: Judge
+    weights: RewardWeights,
+    judge: Judge,
+    *,
+    consult: Callable[[str], str] | None = None,
+    swapped_tools: Callable[[str], Callable[[str], str]] | None = None,
 ) -> tuple[list[Callable[..., list[float | None]]], list[float]]:
     """TRL reward functions (``prompts``, ``completions``, dataset columns and ``rollout`` as kwargs)
-    for every component with a non-zero weight, and their weights in the same order."""
+    for every component with a non-zero weight, and their weights in the same order.
+
+    ``consult`` (and ``swapped_tools(rule_id)`` for counterfactual prompts) are the rule tools the
+    rollouts used; ``rule_followed`` re-asks them, since rollouts keep only model-written text.
+    """
+    if weights.rule_followed and consult is None:
+        raise ValueError("the rule_followed reward needs the consult tool the rollouts used")
+
+    def tool_of(prompt: Any) -> Callable[[str], str]:
+        rule_id = swapped_rule_of(prompt) if isinstance(prompt, list) else None
+        if rule_id is None:
+            return consult
+        if swapped_tools is None:
+            raise ValueError(
+                f"a prompt names the swapped rule '{rule_id}' but no counterfactual tools were given"
+            )
+        return swapped_tools(rule_id)
 
     def safety(prompts: list[Any], rollout: list[Rollout], label: list[str], **_: Any) -> list[float | None]:
         return [
@@ -154,6 +205,16 @@ def build_reward_functions(
     def unkept_check(rollout: list[Rollout], **_: Any) -> list[float | None]:
         return [unkept_check_reward(r) for r in rollout]
 
+    def rule_followed(
+        prompts: list[Any], rollout: list[Rollout], label: list[str], **_: Any
+    ) -> list[float | None]:
+        return [
+            rule_followed_reward(
+                r, prompt=_user_text(p), harmful=lab == "harmful", judge=judge, consult=tool_of(p)
+            )
+            for p, r, lab in zip(prompts, rollout, label, strict=True)
+        ]
+
     components = {
         "safety": safety,
         "utility": utility,
@@ -162,6 +223,7 @@ def build_reward_functions(
         "needless_consult": needless_consult,
         "benign_consult": benign_consult,
         "unkept_check": unkept_check,
+        "rule_followed": rule_followed,
     }
     chosen = [(fn, getattr(weights, name)) for name, fn in components.items() if getattr(weights, name) != 0]
     return [fn for fn, _ in chosen], [w for _, w in chosen]

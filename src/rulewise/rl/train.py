@@ -234,7 +234,10 @@ def run_rl(
         consult=tool,
     )
     loaded = loaded or load_model(settings.model)
-    reward_funcs, reward_weights = build_reward_functions(settings.rewards, build_judge(settings.judge))
+    swapped_tools = SwappedRuleTools(rulebook, k=settings.top_k_rules)
+    reward_funcs, reward_weights = build_reward_functions(
+        settings.rewards, build_judge(settings.judge), consult=tool, swapped_tools=swapped_tools
+    )
     args = trl_config(
         settings,
         GRPOConfig,
@@ -257,7 +260,7 @@ def run_rl(
     )
     prepare_for_training(loaded.model, settings.train_top_layers)
     rollouts = (
-        EngineRollouts([tool], settings.max_tool_calls, SwappedRuleTools(rulebook, k=settings.top_k_rules))
+        EngineRollouts([tool], settings.max_tool_calls, swapped_tools)
         if settings.engine() == "rulewise"
         else None
     )
