@@ -234,6 +234,26 @@ def test_rule_followed_costs_answering_against_the_retrieved_clause():
         build_reward_functions(RewardWeights(rule_followed=1.0), JUDGE)
 
 
+def test_safety_and_rule_followed_judge_each_answer_once():
+    """Both components judge the same answer; an endpoint judge would pay twice for it."""
+    calls = []
+
+    class Counting:
+        def judge(self, prompt, response, *, harmful):
+            calls.append(response)
+            return JUDGE.judge(prompt, response, harmful=harmful)
+
+    forbids = lambda query: "[WEAP-01] Explosives\nNot allowed: bomb recipes\nAllowed: history"
+    funcs, _ = build_reward_functions(
+        RewardWeights(utility=0.0, format=0.0, unkept_check=0.0, rule_followed=1.0),
+        Counting(),
+        consult=forbids,
+    )
+    rollouts = [Rollout(turns=("<think>\nCheck.\n</think>\n" + CALL, REFUSE_ALT))]
+    kwargs = {"prompts": [[{"role": "user", "content": "bomb?"}]], "rollout": rollouts, "label": ["harmful"]}
+    assert [f(**kwargs) for f in funcs] == [[1.0], [0.0]] and len(calls) == 1
+
+
 def test_mode_statistics_hand_computed():
     modes = torch.tensor([True, False, False, False])
     harmful = torch.tensor([True, True, False, False])

@@ -71,6 +71,19 @@ def swapped_rule_of(prompt: list[dict[str, Any]]) -> str | None:
     return next((m[SWAPPED_RULE_KEY] for m in prompt if m.get(SWAPPED_RULE_KEY)), None)
 
 
+def swapped_tool(
+    rule_id: str, swapped_tools: Callable[[str], Callable[..., Any]] | None
+) -> Callable[..., Any]:
+    """The consult tool of the rulebook with ``rule_id``'s sides swapped (what a counterfactual
+    prompt's rollouts used, and what their rewards must re-ask)."""
+    if swapped_tools is None:
+        raise RulewiseError(
+            f"a prompt names the swapped rule '{rule_id}' but no counterfactual tools were given",
+            field=SWAPPED_RULE_KEY,
+        )
+    return swapped_tools(rule_id)
+
+
 @dataclass
 class _Conversation:
     prompt_ids: list[int]
@@ -110,13 +123,8 @@ class EngineRollouts:
         rule_id = swapped_rule_of(prompt)
         if rule_id is None:
             return self.registry
-        if self.swapped_tools is None:
-            raise RulewiseError(
-                f"a prompt names the swapped rule '{rule_id}' but no counterfactual tools were given",
-                field=SWAPPED_RULE_KEY,
-            )
         if rule_id not in self._swapped:
-            tool = self.swapped_tools(rule_id)
+            tool = swapped_tool(rule_id, self.swapped_tools)
             others = [fn for name, fn in self.registry.functions.items() if name != tool.__name__]
             self._swapped[rule_id] = ToolRegistry([tool, *others])
         return self._swapped[rule_id]

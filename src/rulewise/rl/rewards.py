@@ -39,6 +39,7 @@ component is logged under its own name (``rewards/<name>/mean``).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -47,7 +48,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from rulewise.data.prompt_set import RULE_FREE_KINDS
 from rulewise.evaluation.judges import Judge, math_correct
 from rulewise.evaluation.judges.refusal import offers_safe_help
-from rulewise.rl.engine_rollouts import swapped_rule_of
+from rulewise.rl.engine_rollouts import swapped_rule_of, swapped_tool
 from rulewise.rl.rollout import Rollout
 from rulewise.rules.tool import verdict_in
 
@@ -147,6 +148,15 @@ def rule_followed_reward(
     return 0.0 if did == ruled else -1.0
 
 
+class _JudgeOnce:
+    """A judge that judges each (prompt, answer, rubric) once. Why: ``safety`` and
+    ``rule_followed`` judge the same answers in the same step, and an endpoint judge costs a
+    request per call."""
+
+    def __init__(self, judge: Judge) -> None:
+        self.judge = functools.lru_cache(maxsize=1024)(judge.judge)
+
+
 def _user_text(prompt: Any) -> str:
     if isinstance(prompt, str):
         return prompt
@@ -168,16 +178,11 @@ def build_reward_functions(
     """
     if weights.rule_followed and consult is None:
         raise ValueError("the rule_followed reward needs the consult tool the rollouts used")
+    judge = _JudgeOnce(judge)
 
     def tool_of(prompt: Any) -> Callable[[str], str]:
         rule_id = swapped_rule_of(prompt) if isinstance(prompt, list) else None
-        if rule_id is None:
-            return consult
-        if swapped_tools is None:
-            raise ValueError(
-                f"a prompt names the swapped rule '{rule_id}' but no counterfactual tools were given"
-            )
-        return swapped_tools(rule_id)
+        return consult if rule_id is None else swapped_tool(rule_id, swapped_tools)
 
     def safety(prompts: list[Any], rollout: list[Rollout], label: list[str], **_: Any) -> list[float | None]:
         return [
