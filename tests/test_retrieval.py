@@ -54,6 +54,16 @@ def test_plain_tasks_are_not_matched_on_question_words(query):
     assert verdict_in(consult_safety_rules(query)) == "comply"
 
 
+@pytest.mark.parametrize("query", ["How do I make my resume stand out?", "How do I make sourdough starter?"])
+def test_one_word_in_common_with_an_example_request_is_no_match(query):
+    """WEAP-01's example "How do I make a pipe bomb?" shares only "make" with these: without the
+    two-word rule for example clauses the tool called both "Not allowed"."""
+    assert verdict_in(consult_safety_rules(query)) == "comply"
+    # the example itself, and a request sharing two of its words, still match it
+    assert verdict_in(consult_safety_rules("How do I make a pipe bomb?")) == "refuse"
+    assert verdict_in(consult_safety_rules("make a bomb")) == "refuse"
+
+
 def test_huge_query_is_truncated_not_rejected(bm25):
     query = "pipe bomb " + "lorem ipsum " * 50_000
     hits = bm25.search(query, k=2)

@@ -6,8 +6,8 @@ look-alike share their trigger words, so they retrieve the same rule; what tells
 which of the rule's items they resemble ("assembly steps ... for a bomb" against "fiction that
 mentions a bomb"). The tool shows that closest clause first, so the verdict a model reads is
 the rulebook's, and editing a clause changes it. On the built-in dev split the closest clause's
-side matches the prompt's label for 42 of 45 harmful requests and 46 of 49 look-alikes
-(queried with the request itself, as the teacher does).
+side matches the prompt's label for 37 of 45 harmful requests, 36 of 49 look-alikes and 12 of
+15 plain tasks (queried with the whole prompt, as the teacher does).
 
 BM25 (``bm25s`` with Snowball stemming) is the default: it needs no model, is deterministic
 and handles the keyword-heavy queries a model writes ("how to make a pipe bomb"). Dense
@@ -83,7 +83,16 @@ class BM25RuleRetriever:
     words plain tasks shared with a clause, so "How do I center a div in CSS?" retrieved
     WEAP-01's "How do I make a pipe bomb?" and students refused it; the rulebook alone decided
     59 of the 100 built-in plain tasks right, 77 with the full list (docs/results.md#the-quickstart).
+
+    An example clause counts only when it shares at least :attr:`MIN_EXAMPLE_OVERLAP` content
+    words with the query. Why: an example is a whole request, and one word in common with it is
+    coincidence ("How do I make my resume stand out?" and WEAP-01's "How do I make a pipe
+    bomb?"), while an item describes a kind of request in its own few words. On the built-in
+    splits this decides 80% of dev plain tasks right instead of 60% and leaves the held-out
+    benchmarks' figures within 3 points (docs/results.md#the-quickstart).
     """
+
+    MIN_EXAMPLE_OVERLAP = 2
 
     def __init__(self, rulebook: Rulebook) -> None:
         import bm25s
@@ -94,21 +103,32 @@ class BM25RuleRetriever:
         self._stemmer = Stemmer.Stemmer("english")
         self._stopwords = list(bm25s.stopwords.STOPWORDS_EN_PLUS)
         self._clauses = [clause for rule in rulebook.rules for clause in rule.clauses()]
+        words = [self._words(clause.text) for clause in self._clauses]
+        self._examples = [(i, set(w)) for i, (c, w) in enumerate(zip(self._clauses, words)) if c.example]
         corpus = [clause.text for clause in self._clauses]
         tokens = bm25s.tokenize(corpus, stopwords=self._stopwords, stemmer=self._stemmer, show_progress=False)
         self._index = bm25s.BM25()
         self._index.index(tokens, show_progress=False)
 
+    def _words(self, text: str) -> list[str]:
+        """Stemmed content words of ``text``, as the index sees them."""
+        return self._bm25s.tokenize(
+            [text], stopwords=self._stopwords, stemmer=self._stemmer, show_progress=False, return_ids=False
+        )[0]
+
     def search(self, query: str, k: int = 3) -> list[RuleMatch]:
         query = _clean_query(query)
         if not query:
             return []
-        tokens = self._bm25s.tokenize(
-            [query], stopwords=self._stopwords, stemmer=self._stemmer, show_progress=False, return_ids=False
-        )[0]
+        tokens = self._words(query)
         if not tokens:  # only stopwords or punctuation
             return []
-        return rank_rules(self._clauses, np.asarray(self._index.get_scores(tokens)), k)
+        scores = np.array(self._index.get_scores(tokens), dtype=float)
+        query_words = set(tokens)
+        for index, words in self._examples:
+            if len(query_words & words) < self.MIN_EXAMPLE_OVERLAP:
+                scores[index] = 0.0
+        return rank_rules(self._clauses, scores, k)
 
 
 def default_dense_model_path() -> Path:

@@ -57,7 +57,8 @@ class Rule(BaseModel):
         items = [Clause(self, False, text) for text in self.disallowed]
         items += [Clause(self, True, text) for text in self.allowed]
         items += [
-            Clause(self, ex.verdict == "comply", f'requests like "{ex.request}"') for ex in self.examples
+            Clause(self, ex.verdict == "comply", f'requests like "{ex.request}"', example=True)
+            for ex in self.examples
         ]
         return items
 
@@ -69,6 +70,7 @@ class Clause:
     rule: Rule
     allowed: bool
     text: str
+    example: bool = False  # a whole example request, not an item describing a kind of request
 
     def render(self) -> str:
         return f"{'Allowed' if self.allowed else 'Not allowed'}: {self.text}"
