@@ -183,3 +183,20 @@ def test_every_twin_pair_shares_a_split_and_has_a_teacher_answer():
     )
     assert any(side == "dev" for m in pairs.values() for side, _ in m)
     assert all(family_key(p) in ANSWERS for p in prompts if p.kind == "lookalike")
+
+
+def test_the_plain_metric_reads_plain_prompts_as_training_does(tmp_path):
+    """Training knows a prompt's kind (``RULE_FREE_KINDS``: no needless-consult cost elsewhere);
+    evaluation records know only label, task and category (``metrics.is_plain``). The two must
+    name the same prompts, or "consult (plain)" measures something IFPO was not trained on."""
+    from rulewise.data.prompt_set import RULE_FREE_KINDS, write_prompt_set
+    from rulewise.evaluation.benchmarks import load_bench_spec
+    from rulewise.evaluation.metrics import is_plain
+
+    prompts, _, _ = write_prompt_set(tmp_path, math_count=20)
+    _, items = load_bench_spec(f"all:custom={tmp_path / 'train.jsonl'}")
+    _, dev_items = load_bench_spec(f"all:custom={tmp_path / 'dev.jsonl'}")
+    kinds = {p.prompt: p.kind for p in prompts}
+    assert len(items) + len(dev_items) == len(prompts)
+    for item in [*items, *dev_items]:
+        assert is_plain(item.model_dump()) == (kinds[item.prompt] in RULE_FREE_KINDS), item.prompt
