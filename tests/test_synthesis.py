@@ -435,3 +435,23 @@ def test_counterfactual_copies_of_lookalikes_are_refused_by_the_swapped_rule(tmp
     assert all(r["label"] == "harmful" and r["consulted"] for r in swapped)
     with pytest.raises(RulewiseError, match="scripted teacher"):
         synthesize_bc(path, tmp_path / "x.jsonl", teacher="openai:m@http://127.0.0.1:9", counterfactual=0.5)
+
+
+def test_consult_plain_sets_how_often_the_teacher_checks_plain_tasks(tmp_path, prompts):
+    """The full recipe's teacher checks every plain task (a direct mode taught on plain tasks
+    reached harmful requests there); the quickstart's checks half."""
+    from rulewise.data.jobs import synthesize_bc
+
+    plain = [p for p in prompts if p.kind == "benign"][:12]
+    path = tmp_path / "plain.jsonl"
+    path.write_text("".join(p.model_dump_json() + "\n" for p in plain))
+    consulted = {}
+    for share in (0.0, 1.0, None):
+        out = tmp_path / f"bc-{share}.jsonl"
+        synthesize_bc(path, out, consult_plain=share)
+        consulted[share] = [r["consulted"] for r in read_records(out)]
+    assert consulted[0.0] and not any(consulted[0.0])
+    assert consulted[1.0] and all(consulted[1.0])
+    assert 0 < sum(consulted[None]) < len(consulted[None])  # the teacher's own default: some
+    with pytest.raises(RulewiseError, match="scripted teacher"):
+        synthesize_bc(path, tmp_path / "x.jsonl", teacher="openai:m@http://127.0.0.1:9", consult_plain=1.0)

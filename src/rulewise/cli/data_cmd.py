@@ -158,6 +158,14 @@ def bc_command(
             help="Share of look-alikes also written under their rule with sides swapped (refused there).",
         ),
     ] = 0.0,
+    consult_plain: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Scripted teacher: share of plain tasks it consults the rules on anyway (default 0.5).",
+        ),
+    ] = None,
 ) -> None:
     """Synthesise ASCL behaviour-cloning trajectories (some consult the rules, some don't), judge-filtered.
 
@@ -174,6 +182,7 @@ def bc_command(
         rulebook=rulebook,
         paraphrase=paraphrase,
         counterfactual=counterfactual,
+        consult_plain=consult_plain,
     )
 
 

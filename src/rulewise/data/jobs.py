@@ -30,13 +30,17 @@ def synthesize_bc(
     rulebook: str = "default",
     paraphrase: str | None = None,
     counterfactual: float = 0.0,
+    consult_plain: float | None = None,
     progress: ProgressHooks = no_progress,
 ) -> SynthesisReport:
     """Behaviour-cloning trajectories from ``teacher``, judge-filtered, appended to ``out``;
     ``counterfactual`` adds swapped-rule copies of that share of look-alikes
-    (:func:`~rulewise.data.synthesis.counterfactual_prompts`, scripted teacher only)."""
+    (:func:`~rulewise.data.synthesis.counterfactual_prompts`, scripted teacher only);
+    ``consult_plain`` sets the scripted teacher's share of plain tasks it consults on anyway
+    (``ScriptedTeacher.consult_benign``; ``None`` keeps its default)."""
     from transformers.utils import get_json_schema
 
+    from rulewise.data.scripted_teacher import ScriptedTeacher
     from rulewise.data.teachers import ParaphrasingTeacher, build_teacher
     from rulewise.endpoint import ChatClient, parse_endpoint_spec
     from rulewise.rules import load_rulebook, make_consult_tool
@@ -47,6 +51,13 @@ def synthesize_bc(
     consult = make_consult_tool(build_retriever(book))
     tools = [get_json_schema(consult)]
     chosen = build_teacher(teacher, book)
+    if consult_plain is not None:
+        if not isinstance(chosen, ScriptedTeacher):
+            raise RulewiseError(
+                "consult_plain sets the scripted teacher's choice; another teacher decides for itself",
+                field="consult_plain",
+            )
+        chosen.consult_benign = consult_plain
     if counterfactual > 0:
         if teacher != "scripted":
             raise RulewiseError(

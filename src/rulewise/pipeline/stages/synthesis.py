@@ -29,6 +29,14 @@ class SynthesisStage(StageKind):
         description="bc only: share of look-alike prompts also written under a rulebook with their rule's "
         "sides swapped (refused there), so answers must follow the retrieved clause",
     )
+    consult_plain: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="bc with the scripted teacher only: share of plain tasks (no rule touches them) on "
+        "which it consults anyway, so a student sees what a needless check ends in; unset: the "
+        "teacher's default (0.5). 1 leaves maths the only direct mode",
+    )
 
     def references(self) -> dict[str, str]:
         return {"prompts": self.prompts}
@@ -57,6 +65,7 @@ class SynthesisStage(StageKind):
                     out,
                     paraphrase=self.paraphrase,
                     counterfactual=self.counterfactual,
+                    consult_plain=self.consult_plain,
                     progress=hooks,
                     **common,
                 )
