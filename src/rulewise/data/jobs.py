@@ -40,7 +40,6 @@ def synthesize_bc(
     (``ScriptedTeacher.consult_benign``; ``None`` keeps its default)."""
     from transformers.utils import get_json_schema
 
-    from rulewise.data.scripted_teacher import ScriptedTeacher
     from rulewise.data.teachers import ParaphrasingTeacher, build_teacher
     from rulewise.endpoint import ChatClient, parse_endpoint_spec
     from rulewise.rules import load_rulebook, make_consult_tool
@@ -52,7 +51,7 @@ def synthesize_bc(
     tools = [get_json_schema(consult)]
     chosen = build_teacher(teacher, book)
     if consult_plain is not None:
-        if not isinstance(chosen, ScriptedTeacher):
+        if teacher != "scripted":
             raise RulewiseError(
                 "consult_plain sets the scripted teacher's choice; another teacher decides for itself",
                 field="consult_plain",

@@ -103,24 +103,24 @@ class BM25RuleRetriever:
         self._stemmer = Stemmer.Stemmer("english")
         self._stopwords = list(bm25s.stopwords.STOPWORDS_EN_PLUS)
         self._clauses = [clause for rule in rulebook.rules for clause in rule.clauses()]
-        words = [self._words(clause.text) for clause in self._clauses]
+        words = bm25s.tokenize(
+            [clause.text for clause in self._clauses],
+            stopwords=self._stopwords,
+            stemmer=self._stemmer,
+            show_progress=False,
+            return_ids=False,
+        )
         self._examples = [(i, set(w)) for i, (c, w) in enumerate(zip(self._clauses, words)) if c.example]
-        corpus = [clause.text for clause in self._clauses]
-        tokens = bm25s.tokenize(corpus, stopwords=self._stopwords, stemmer=self._stemmer, show_progress=False)
         self._index = bm25s.BM25()
-        self._index.index(tokens, show_progress=False)
-
-    def _words(self, text: str) -> list[str]:
-        """Stemmed content words of ``text``, as the index sees them."""
-        return self._bm25s.tokenize(
-            [text], stopwords=self._stopwords, stemmer=self._stemmer, show_progress=False, return_ids=False
-        )[0]
+        self._index.index(words, show_progress=False)
 
     def search(self, query: str, k: int = 3) -> list[RuleMatch]:
         query = _clean_query(query)
         if not query:
             return []
-        tokens = self._words(query)
+        tokens = self._bm25s.tokenize(
+            [query], stopwords=self._stopwords, stemmer=self._stemmer, show_progress=False, return_ids=False
+        )[0]
         if not tokens:  # only stopwords or punctuation
             return []
         scores = np.array(self._index.get_scores(tokens), dtype=float)
