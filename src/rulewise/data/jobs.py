@@ -49,7 +49,7 @@ def synthesize_bc(
     book = load_rulebook(rulebook)
     consult = make_consult_tool(build_retriever(book))
     tools = [get_json_schema(consult)]
-    chosen = build_teacher(teacher, book)
+    chosen = build_teacher(teacher, book, consult=consult)
     if consult_plain is not None:
         if teacher != "scripted":
             raise RulewiseError(

@@ -224,9 +224,15 @@ def build_teacher(
     batch_size: int = 8,
     max_new_tokens: int = 384,
     seed: int = 0,
+    consult: Callable[[str], str] | None = None,
 ) -> ScriptedTeacher | HFTeacher | EndpointTeacher:
-    """``scripted``, ``hf:MODEL`` (a checkpoint directory, ``default`` or a Hub id) or ``openai:MODEL@URL``."""
-    consult = make_consult_tool(build_retriever(rulebook))
+    """``scripted``, ``hf:MODEL`` (a checkpoint directory, ``default`` or a Hub id) or ``openai:MODEL@URL``.
+
+    ``consult`` is the rule tool the teacher calls; by default one over ``rulebook``. A caller
+    that already built one (for the tool schema its data records) passes it, so the teacher
+    calls the very tool the student is shown."""
+    if consult is None:
+        consult = make_consult_tool(build_retriever(rulebook))
     if spec == "scripted":
         teacher = ScriptedTeacher(rulebook, consult, seed=seed)
         if system_prompt is not None:

@@ -115,28 +115,27 @@ class BM25RuleRetriever:
         self._stemmer = Stemmer.Stemmer("english")
         self._stopwords = list(bm25s.stopwords.STOPWORDS_EN_PLUS)
         self._clauses = [clause for rule in rulebook.rules for clause in rule.clauses()]
-        words = bm25s.tokenize(
-            [with_joined_compounds(clause.text) for clause in self._clauses],
+        words = self._words([clause.text for clause in self._clauses])
+        self._examples = [(i, set(w)) for i, (c, w) in enumerate(zip(self._clauses, words)) if c.example]
+        self._index = bm25s.BM25()
+        self._index.index(words, show_progress=False)
+
+    def _words(self, texts: list[str]) -> list[list[str]]:
+        """Each text's stemmed content words, compounds also joined: clauses and queries both
+        go through here, so a query's terms are the index's."""
+        return self._bm25s.tokenize(
+            [with_joined_compounds(text) for text in texts],
             stopwords=self._stopwords,
             stemmer=self._stemmer,
             show_progress=False,
             return_ids=False,
         )
-        self._examples = [(i, set(w)) for i, (c, w) in enumerate(zip(self._clauses, words)) if c.example]
-        self._index = bm25s.BM25()
-        self._index.index(words, show_progress=False)
 
     def search(self, query: str, k: int = 3) -> list[RuleMatch]:
         query = _clean_query(query)
         if not query:
             return []
-        tokens = self._bm25s.tokenize(
-            [with_joined_compounds(query)],
-            stopwords=self._stopwords,
-            stemmer=self._stemmer,
-            show_progress=False,
-            return_ids=False,
-        )[0]
+        tokens = self._words([query])[0]
         if not tokens:  # only stopwords or punctuation
             return []
         scores = np.array(self._index.get_scores(tokens), dtype=float)
