@@ -63,7 +63,7 @@ class ScriptedLM(LlamaForCausalLM):
         if past_key_values is not None and use_cache:
             return self._cached_forward(input_ids, attention_mask, past_key_values)
         batch, length = input_ids.shape
-        logits = torch.full((batch, length, self.config.vocab_size), -1e4)
+        logits = torch.full((batch, length, self.config.vocab_size), -1e4, device=input_ids.device)
         for row in range(batch):
             ids = input_ids[row]
             if attention_mask is not None:
@@ -78,7 +78,7 @@ class ScriptedLM(LlamaForCausalLM):
         past = cache.get_seq_length()
         keys = cache.layers[0].keys if past else None
         values = cache.layers[0].values if past else None
-        logits = torch.full((batch, 1, self.config.vocab_size), -1e4)
+        logits = torch.full((batch, 1, self.config.vocab_size), -1e4, device=input_ids.device)
         new_keys = input_ids.float()[:, None, :, None]
         new_values = torch.zeros_like(new_keys)
         for row in range(batch):

@@ -31,7 +31,7 @@ def prompts(tmp_path):
 
 def test_ifpo_run_calls_the_tool_and_rebalances_by_mode(tmp_path, prompts):
     loaded = scripted_model()
-    before = {k: v.clone() for k, v in loaded.model.state_dict().items()}
+    before = _weights(loaded)
     out = run_rl(settings(tmp_path / "ifpo", prompts), loaded=loaded)
 
     steps = [e for e in history(out) if "ifpo/share_consulted" in e]
@@ -53,7 +53,7 @@ def test_ifpo_run_calls_the_tool_and_rebalances_by_mode(tmp_path, prompts):
     assert (out / "rl_curves.png").read_bytes()[:4] == b"\x89PNG"
     # no smoothing (ema 0): nothing to carry across a resume
     assert json.loads((out / "checkpoint-2" / "ifpo_state.json").read_text()) == {"share_consulted": None}
-    after = loaded.model.state_dict()
+    after = _weights(loaded)
     assert any(
         not torch.equal(before[k], after[k]) for k in before
     )  # the harmful group had non-zero advantages
@@ -148,18 +148,26 @@ def test_the_grpo_estimator_gives_trls_own_advantages(monkeypatch, tmp_path, pro
     assert trl.abs().sum() > 0 and torch.allclose(mine, trl, atol=1e-6)
 
 
-def _trained_weights(out, prompts, **overrides):
+def _weights(loaded):
+    return {k: v.detach().cpu().clone() for k, v in loaded.model.state_dict().items()}
+
+
+def _trained_weights(monkeypatch, out, prompts, **overrides):
+    """The weights after one step, trained on the CPU even where a GPU is visible: there the
+    update is bit-for-bit reproducible (GPU kernels that add with atomics are not), so equal
+    advantages must give equal weights."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     loaded = scripted_model()
     run_rl(settings(out, prompts, max_steps=1, **overrides), loaded=loaded)
-    return {k: v.clone() for k, v in loaded.model.state_dict().items()}
+    return _weights(loaded)
 
 
-def test_the_rebalanced_advantages_reach_the_loss(tmp_path, prompts):
+def test_the_rebalanced_advantages_reach_the_loss(monkeypatch, tmp_path, prompts):
     """The same step with the same rollouts: GRPO and IFPO at alpha 0 update identically, IFPO at
     alpha 0.5 differently — which fails if the rebalanced advantages are logged but not trained on."""
-    grpo = _trained_weights(tmp_path / "grpo", prompts, algo="grpo")
-    alpha_zero = _trained_weights(tmp_path / "zero", prompts, ifpo={"alpha": 0.0})
-    ifpo = _trained_weights(tmp_path / "ifpo", prompts, ifpo={"alpha": 0.5})
+    grpo = _trained_weights(monkeypatch, tmp_path / "grpo", prompts, algo="grpo")
+    alpha_zero = _trained_weights(monkeypatch, tmp_path / "zero", prompts, ifpo={"alpha": 0.0})
+    ifpo = _trained_weights(monkeypatch, tmp_path / "ifpo", prompts, ifpo={"alpha": 0.5})
     assert all(torch.equal(grpo[k], alpha_zero[k]) for k in grpo)
     moved = [k for k in grpo if not torch.equal(grpo[k], ifpo[k])]
     assert moved, "IFPO's weights changed nothing in the update"
@@ -175,8 +183,8 @@ def test_the_estimator_named_by_algo_is_what_trains(monkeypatch, tmp_path, promp
         "zero",
         lambda batch, settings, state=None: (torch.zeros_like(batch.rewards), torch.ones_like(batch.rewards)),
     )
-    before = {k: v.clone() for k, v in scripted_model().model.state_dict().items()}
-    after = _trained_weights(tmp_path / "zero", prompts, algo="zero")
+    before = _weights(scripted_model())
+    after = _trained_weights(monkeypatch, tmp_path / "zero", prompts, algo="zero")
     assert all(torch.equal(before[k], after[k]) for k in before)
 
 
@@ -201,7 +209,13 @@ def test_rl_resumes_after_an_interrupt(tmp_path, prompts):
 
 
 def test_two_processes_gather_the_batch_and_agree_with_one(tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    # on CPU (gloo) even where a GPU is visible: two ranks cannot share one GPU under NCCL
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "CUDA_VISIBLE_DEVICES": "",
+    }
     harness = Path(__file__).with_name("rl_harness.py")
     # --standalone: a free rendezvous port, not a fixed one another job may hold
     command = [
