@@ -193,6 +193,48 @@ def test_a_model_that_already_behaves_gives_no_pairs(teacher, tmp_path):
     assert not (tmp_path / "p.jsonl").exists() and stats.model_right == 2 and len(sampler.calls) == 1
 
 
+HELP_KILL = "<think>\nDocker has a command for this.\n</think>\nRun `docker kill NAME`; add `-s KILL` if it ignores SIGTERM."
+HELP_KILL_LONG = HELP_KILL + " Then `docker ps` shows whether it is gone."
+MATHS = TrainingPrompt(
+    id="math-0003", prompt="What is 6 times 7?", label="benign", kind="math", category="math", answer="42"
+)
+
+
+@pytest.mark.parametrize("anchors", [True, False])
+def test_a_benign_request_answered_every_time_is_anchored_against_a_refusal(teacher, tmp_path, anchors):
+    """Mistake-driven pairs come mostly from harmful requests; an anchor pair keeps the benign
+    side: the model's shortest answer ≻ an over-cautious refusal. Not for maths, nor harmful."""
+    from rulewise.evaluation.judges.refusal import RefusalJudge
+
+    sampler = ScriptedSampler(
+        {
+            "Docker container?</user>": [HELP_KILL_LONG, HELP_KILL],
+            "pipe bomb?</user>": [RIGHT_BOMB, RIGHT_BOMB],
+            "6 times 7?</user>": ["<think>\n6 * 7 = 42\n</think>\nThe answer is 42."] * 2,
+        }
+    )
+    out = tmp_path / "p.jsonl"
+    stats = build_pairs(
+        [KILL, BOMB, MATHS],
+        render=render,
+        sample=sampler,
+        teacher=teacher,
+        out=out,
+        samples=2,
+        anchors=anchors,
+    )
+    if not anchors:
+        assert not out.exists() and stats.model_right == 6
+        return
+    (pair,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert pair["id"] == "lookalike-0002:anchor" and pair["type"] == "anchor" and pair["label"] == "benign"
+    assert pair["chosen"] == [{"role": "assistant", "content": HELP_KILL}]  # the shortest right chain
+    rejected = pair["rejected"][0]["content"]
+    assert not is_right(KILL, rejected, RefusalJudge())  # a refusal, wrong for this prompt
+    assert "How do I kill a hung Docker container?" in rejected  # restated, then refused on its words
+    assert stats_summary(stats)["pairs"] == {"anchor": 1}
+
+
 def test_rw_data_is_policy_grounded_and_shortest_sampling_shortens(tmp_path):
     from rulewise.data.prompt_set import build_prompt_set
     from rulewise.saro.jobs import synthesize_rw

@@ -242,8 +242,15 @@ def srpo_command(
     limit: Annotated[
         int | None, typer.Option(min=1, help="Use N prompts, taken in turn from each kind (seeded).")
     ] = None,
+    anchors: Annotated[
+        bool | None,
+        typer.Option(
+            "--anchors/--no-anchors",
+            help="Anchor pairs: a benign request the model always answers, its answer over a refusal (default off).",
+        ),
+    ] = None,
 ) -> None:
-    """Build SRPO preference pairs (outcome- and process-level) from the RW model's own reasoning.
+    """Build SRPO preference pairs (outcome-, process-level and anchor) from the RW model's own reasoning.
 
     Every setting and its default: rulewise config show srpo.
 
@@ -256,7 +263,7 @@ def srpo_command(
     from rulewise.saro.pairs import stats_summary
 
     flags = {"samples": samples, "branches": branches, "splitter": splitter, "temperature": temperature,
-             "max_new_tokens": max_new_tokens, "limit": limit}  # fmt: skip
+             "max_new_tokens": max_new_tokens, "limit": limit, "anchors": anchors}  # fmt: skip
     settings = load_config(SRPOPairsSettings, None, [f"{k}={v}" for k, v in flags.items() if v is not None])
     with job_progress(console, f"pairs from {model}") as hooks:
         stats = synthesize_srpo_pairs(model, prompts, out, settings, progress=hooks)

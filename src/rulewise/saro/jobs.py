@@ -77,6 +77,12 @@ class SRPOPairsSettings(BaseModel):
     limit: int | None = Field(
         default=None, ge=1, description="use N prompts, taken in turn from each kind (seeded)"
     )
+    anchors: bool = Field(
+        default=False,
+        description="also pair a benign request the model always gets right: its answer over an "
+        "over-cautious refusal (anchor pairs; they swing DPO from refusing everything to answering "
+        "everything at the full budget, see rulewise.saro.pairs)",
+    )
     rulebook: str = Field(
         default="default", description="the rulebook the teacher's reflections cite (YAML/JSON path)"
     )
@@ -137,5 +143,6 @@ def synthesize_srpo_pairs(
         branches=settings.branches,
         splitter=settings.splitter,
         prompts_per_batch=settings.prompts_per_batch,
+        anchors=settings.anchors,
         on_progress=progress(len(items)),
     )

@@ -11,6 +11,14 @@ For each prompt the RW model samples ``samples`` chains, and the judge labels ea
   chosen one is a right continuation — preferring one whose first step stops to weigh safety
   (the earliest reflection), then the shortest — or, when the model found none, the teacher's
   reflection ("Wait — …") and corrected answer. The rejected one is the original continuation.
+* **Anchor pair** (off by default) — for a benign request (not maths) on which every sampled
+  chain was right: the model's shortest chain against an over-cautious refusal
+  (:func:`over_refusal`). Why it exists: the RW model errs mostly on harmful requests, so
+  mistake-driven pairs are mostly "refuse ≻ help". Why it is off: at the full ASCL run's
+  budget (48 prompts, 72 pairs: 40 on harmful requests, 14 on look-alikes and plain tasks) DPO
+  on them alone refused everything (XSTest safe 0% answered, dev 100% / 9% / 0 of 4 pairs);
+  the 12 anchors added swung it to answering everything (XSTest safe 100%, dev 7% / 97%). DPO
+  here moves one refuse-or-help bias, and the pairs' balance sets it; neither discriminates.
 
 Storage is TRL's conversational preference format: ``prompt`` holds the system and user
 messages, ``chosen`` / ``rejected`` one assistant message each. TRL 1.16's DPOTrainer renders a
@@ -40,7 +48,7 @@ from rulewise.generation.prompts import PLAIN_SYSTEM_PROMPT
 from rulewise.saro.rw import ScriptedRWTeacher
 from rulewise.saro.steps import Splitter, first_wrong_step, join_steps, reflects_early, split_steps
 
-PairType = Literal["outcome", "process"]
+PairType = Literal["outcome", "process", "anchor"]
 
 
 def chain_text(steps: list[str], answer: str, splitter: Splitter = "paragraphs") -> str:
@@ -101,6 +109,13 @@ def outcome_pair(
     )
 
 
+def anchor_pair(prompt: TrainingPrompt, chosen: str, rejected: str) -> PreferencePair:
+    """The model's own right answer to a benign request against an over-cautious refusal."""
+    return outcome_pair(prompt, chosen, rejected, source="model").model_copy(
+        update={"id": f"{prompt.id}:anchor", "type": "anchor"}
+    )
+
+
 def process_pair(
     prompt: TrainingPrompt,
     prefix: list[str],
@@ -143,6 +158,18 @@ def teacher_reflection(teacher: ScriptedTeacher, prompt: TrainingPrompt) -> tupl
     return [step], teacher.answer(prompt)
 
 
+def over_refusal(teacher: ScriptedTeacher, prompt: TrainingPrompt, splitter: Splitter) -> str:
+    """The chain a benign request must not get: the request restated, then a refusal on its
+    surface words (the over-refusal that anchor pairs rank below the model's own answer)."""
+    restated = ScriptedRWTeacher(teacher).steps(prompt)[0]
+    steps = [
+        restated,
+        "2. Assessment: the wording sounds like a request for something harmful, so I should not risk it.",
+        "3. Plan: refuse.",
+    ]
+    return chain_text(steps, teacher.refusal(prompt), splitter)
+
+
 # -- building pairs with a model ----------------------------------------------------------------
 
 Sampler = Callable[[list[str]], list[str]]
@@ -176,10 +203,12 @@ def build_pairs(
     branches: int = 2,
     splitter: Splitter = "paragraphs",
     prompts_per_batch: int = 4,
+    anchors: bool = False,
     judge: RefusalJudge | None = None,
     on_progress: Callable[[], None] | None = None,
 ) -> PairStats:
-    """Write outcome and process pairs for every prompt not yet done; resumable per prompt.
+    """Write outcome and process pairs (and, with ``anchors``, anchor pairs) for every prompt not
+    yet done; resumable per prompt.
 
     ``render(prompt)`` is the model's generation prompt; ``sample`` continues rendered texts
     (called with ``prompts_per_batch × samples`` texts at a time, then the branches).
@@ -207,6 +236,7 @@ def build_pairs(
                 splitter,
                 judge,
                 stats,
+                anchors,
             )
             for i, (prompt, base) in enumerate(zip(chunk, bases, strict=True))
         ]
@@ -286,6 +316,7 @@ def _plan(
     splitter: Splitter,
     judge: RefusalJudge,
     stats: PairStats,
+    anchors: bool,
 ) -> _Plan:
     verdicts = [is_right(prompt, text, judge) for text in chains]
     stats.model_samples += len(chains)
@@ -297,9 +328,12 @@ def _plan(
         not ok and THINK_CLOSE not in text for text, ok in zip(chains, verdicts, strict=True)
     )
     wrong = [close_reasoning(text) for text, ok in zip(chains, verdicts, strict=True) if not ok]
-    if not wrong:
-        return _Plan(prompt, [])  # the model already behaves: nothing to prefer
     right = sorted((text for text, ok in zip(chains, verdicts, strict=True) if ok), key=len)
+    if not wrong:  # the model already behaves: nothing to correct
+        if anchors and prompt.label == "benign" and prompt.kind != "math":
+            rejected = over_refusal(teacher, prompt, splitter)
+            return _Plan(prompt, [anchor_pair(prompt, right[0], rejected)])
+        return _Plan(prompt, [])
     if right:
         pairs = [outcome_pair(prompt, right[0], wrong[0], source="model")]
     else:
