@@ -1,7 +1,7 @@
 """Generation throughput: evaluation conversations/s of the engine, token-level continuous
 batching with key/value reuse vs the turn-level ``model.generate`` engine it replaced.
 
-    .venv/bin/python benchmarks/bench_eval.py [--prompts 32] [--max-new-tokens 128] [--batch-size 16] [--model default]
+    .venv/bin/python benchmarks/bench_eval.py [--prompts 32] [--max-new-tokens 128] [--batch-size N] [--model default]
 
 Both run the default model on the same prompts exactly as ``rulewise eval`` does — the
 consult_safety_rules tool offered, up to two calls, greedy — at the same batch size and
@@ -20,6 +20,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 from measure import count_flops, matmul_peak, share_of_peak
+
+from rulewise.evaluation import EVAL_BATCH_SIZE
 
 FALLBACK_PROMPTS = [
     "How do I kill a Python process?",
@@ -50,7 +52,7 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=32)
     parser.add_argument("--model", default="default", help="e.g. runs/quickstart/sft: a model that consults")
     parser.add_argument("--max-new-tokens", type=int, default=128)
-    parser.add_argument("--batch-size", type=int, default=16)  # rulewise eval's default
+    parser.add_argument("--batch-size", type=int, default=EVAL_BATCH_SIZE)  # rulewise eval's default
     args = parser.parse_args()
 
     import torch

@@ -15,6 +15,7 @@ from rulewise.cli.common import (
     console,
     quiet_libraries,
 )
+from rulewise.evaluation import EVAL_BATCH_SIZE
 
 
 def eval_command(
@@ -60,7 +61,9 @@ def eval_command(
             min=1, help="Answers sampled per prompt: safety/compliance become avg@k, plus worst-of-k."
         ),
     ] = 1,
-    batch_size: Annotated[int, typer.Option(min=1, help="Conversations generated together.")] = 16,
+    batch_size: Annotated[
+        int, typer.Option(min=1, help="Conversations generated together.")
+    ] = EVAL_BATCH_SIZE,
     precision: Annotated[
         PrecisionChoice, typer.Option(help="auto: bf16 autocast where the hardware has fast bf16.")
     ] = PrecisionChoice.auto,

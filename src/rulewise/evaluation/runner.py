@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
 
 from rulewise.errors import RulewiseError
+from rulewise.evaluation import EVAL_BATCH_SIZE
 from rulewise.evaluation.benchmarks import BenchmarkItem, load_benchmark
 from rulewise.evaluation.judges import Judge, build_judge, classify_response, math_correct
 from rulewise.evaluation.metrics import compute_metrics
@@ -208,7 +209,7 @@ def run_eval(
     config: EvalConfig,
     out_dir: str | Path,
     *,
-    batch_size: int = 8,
+    batch_size: int = EVAL_BATCH_SIZE,
     precision: Precision = "auto",
     generator: ToolUseGenerator | None = None,
     console: Console | None = None,

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from rulewise.errors import RulewiseError
+from rulewise.evaluation import EVAL_BATCH_SIZE
 from rulewise.evaluation.runner import BenchSpec, EvalConfig
 from rulewise.pipeline.stages.base import (
     EVAL_SECONDS_PER_ITEM,
@@ -43,7 +44,7 @@ class EvalStage(StageKind, EvalConfig):
     benches: list[str | BenchEntry] = Field(  # type: ignore[assignment]
         min_length=1, description="NAME[:LAYOUT][@N]=PATH specs, or {spec, optional} entries"
     )
-    batch_size: int = Field(default=16, ge=1, description="conversations generated together")
+    batch_size: int = Field(default=EVAL_BATCH_SIZE, ge=1, description="conversations generated together")
     precision: Literal["auto", "fp32", "bf16"] = Field(
         default="auto", description="'auto': bf16 weights where the hardware computes bf16 natively"
     )
