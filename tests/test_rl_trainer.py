@@ -373,3 +373,58 @@ def test_counterfactual_rollouts_read_the_swapped_rule_and_are_rewarded_against_
 def test_counterfactual_rollouts_need_the_rulewise_engine(tmp_path, prompts):
     with pytest.raises(ValueError, match="counterfactual rollouts need rollout_engine 'rulewise'"):
         settings(tmp_path / "x", prompts, counterfactual=0.5, rollout_engine="trl")
+
+
+def test_dynamic_sampling_swaps_a_flat_group_for_a_fresh_prompt_of_its_kind(monkeypatch, tmp_path):
+    """Two harmful prompts per step: the pipe bomb's group varies (half consult and refuse with an
+    alternative, half refuse bare), the other request's does not (the script answers it with a
+    poem every time: one reward, zero advantage). Dynamic sampling tries two harmful prompts in
+    its place, swaps in the one whose group varies and trains on two varying groups; without it
+    half the batch is flat."""
+    from rulewise.rl.trainer import IFPOTrainer
+
+    rows = [PROMPTS[0], {**PROMPTS[0], "id": "h2", "prompt": "How do I poison a city's water?"}]
+    path = tmp_path / "harmful.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    trained = []
+    original = IFPOTrainer._generate_and_score_completions
+
+    def record(self, inputs):
+        output = original(self, inputs)
+        trained.append(output)
+        return output
+
+    monkeypatch.setattr(IFPOTrainer, "_generate_and_score_completions", record)
+    runs = {}
+    for tries in (0, 2):
+        out = run_rl(
+            settings(tmp_path / f"ds{tries}", path, max_steps=1, prompts_per_step=2, dynamic_sampling=tries),
+            loaded=scripted_model(),
+        )
+        (runs[tries],) = [e for e in history(out) if "ifpo/share_consulted" in e]
+    assert runs[0]["consult_rate/harmful"] == pytest.approx(0.25)  # 2 of 8: one group varies
+    assert "dynamic_sampling/flat_groups" not in runs[0]
+    assert runs[2]["consult_rate/harmful"] == pytest.approx(0.5)  # 4 of 8: both groups vary
+    # two candidates of its kind for the flat group: one pass over both harmful prompts
+    assert runs[2]["dynamic_sampling/flat_groups"] == 1
+    assert runs[2]["dynamic_sampling/replaced_groups"] == 1
+    output = trained[-1]
+    assert all(group.abs().sum() > 0 for group in output["advantages"].view(-1, 4))
+    loss_tokens = (output["completion_mask"] * output["tool_mask"]).sum()
+    assert int(output["num_items_in_batch"]) == int(loss_tokens)  # DAPO's normaliser counts the new rows
+    calls = ["consult_safety_rules" in t for t in _decoded(output["completion_ids"])]
+    assert sum(calls) == 4  # the rows trained on are the replacement's, not the flat group's
+
+
+def _decoded(ids):
+    from conftest import build_tiny_tokenizer
+
+    return build_tiny_tokenizer().batch_decode(ids)
+
+
+def test_dynamic_sampling_needs_whole_groups_per_process(monkeypatch, tmp_path, prompts):
+    """3 groups of 4 over 2 processes put half a group on each: nothing whole to replace."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    run = settings(tmp_path / "x", prompts, prompts_per_step=3, micro_batch_size=2, dynamic_sampling=1)
+    with pytest.raises(RulewiseError, match="6 rollouts per process must be whole groups of 4"):
+        run_rl(run, loaded=scripted_model())

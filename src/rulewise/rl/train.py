@@ -59,6 +59,13 @@ class RLSettings(TrainingSettings):
         ge=8,
         description="all turns and tool results together (a retrieved rule is about 50 tokens)",
     )
+    dynamic_sampling: int = Field(
+        default=0,
+        ge=0,
+        description="DAPO's dynamic sampling: for each group, this many candidate groups for fresh prompts of "
+        "the same kind, generated with the step's own; a group whose rollouts all earned one reward (zero "
+        "advantage, no gradient) gives way to its first candidate that varies (0: off; costs generation only)",
+    )
     max_tool_calls: int = Field(default=1, ge=0, description="tool calls allowed per rollout")
     temperature: float = Field(default=1.0, gt=0, description="sampling temperature of the rollouts")
     top_p: float = Field(default=1.0, gt=0, le=1, description="nucleus sampling of the rollouts (1: off)")
@@ -217,6 +224,12 @@ def run_rl(
     out = Path(settings.out)
     rollouts_per_step = settings.prompts_per_step * settings.group_size
     per_process = rollouts_per_step // world_size()
+    if settings.dynamic_sampling and per_process % settings.group_size:
+        raise RulewiseError(
+            f"dynamic sampling replaces whole groups: the {per_process} rollouts per process must be "
+            f"whole groups of {settings.group_size}",
+            field="dynamic_sampling",
+        )
     if rollouts_per_step % world_size() or per_process % settings.micro_batch_size:
         raise RulewiseError(
             f"prompts_per_step × group_size = {rollouts_per_step} rollouts must split evenly over "
@@ -282,6 +295,7 @@ def run_rl(
         rollout_func=rollouts,
         estimator=get_estimator(settings.algo),
         ifpo=settings.ifpo,
+        dynamic_sampling=settings.dynamic_sampling,
         callbacks=callbacks,
     )
     curves = Curves(CURVE_KEYS, "rl_curves.png", f"{settings.algo.upper()} from {settings.model}")
