@@ -15,8 +15,9 @@ does not do:
    replace TRL's own, so TRL's ``scale_rewards`` does not apply;
 3. with ``dynamic_sampling``, groups whose rollouts all earned one reward give way to
    candidate groups for fresh prompts of the same kind, generated with them, before the
-   advantages are computed (:mod:`rulewise.rl.dynamic_sampling`); TRL's own per-call metrics (``reward``,
-   ``frac_reward_zero_std``, ...) then cover every rollout generated, ours the batch trained;
+   advantages are computed (:mod:`rulewise.rl.dynamic_sampling`); TRL's own per-call
+   metrics (``reward``, ``frac_reward_zero_std``, ...) then cover every rollout generated,
+   ours the batch trained;
 4. per step it logs mode frequencies, weights, reward and advantage mass by mode, and the
    consultation rate on harmful and on benign prompts.
 
