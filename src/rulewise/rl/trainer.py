@@ -138,19 +138,14 @@ class IFPOTrainer(GRPOTrainer):
             scored = self._scored(inputs)
         output = scored.output
         # the step's total rewards, modes and labels as trained, gathered from every process
-        rewards, modes, harmful = (
-            self.accelerator.gather(t) for t in (scored.rewards, scored.modes, scored.harmful)
-        )
+        rewards = self.accelerator.gather(scored.rewards)
+        modes, harmful = (self.accelerator.gather(t).bool() for t in (scored.modes, scored.harmful))
         state = self.ifpo_state if mode == "train" else None  # evaluation must not move the EMA
-        advantages, weights = self.estimator(
-            ModeBatch(rewards, modes.bool(), group_size, harmful.bool()), self.ifpo, state
-        )
+        advantages, weights = self.estimator(ModeBatch(rewards, modes, group_size, harmful), self.ifpo, state)
         start = self.accelerator.process_index * len(scored.rewards)
         output["advantages"] = advantages[start : start + len(scored.rewards)].to(output["advantages"].dtype)
 
-        for name, value in mode_statistics(
-            modes.bool(), harmful.bool(), weights, rewards, advantages
-        ).items():
+        for name, value in mode_statistics(modes, harmful, weights, rewards, advantages).items():
             self._metrics[mode][name].append(value)
         return output
 
