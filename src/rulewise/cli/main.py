@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -14,7 +15,7 @@ from rulewise.cli.common import err_console
 from rulewise.cli.eval_cmd import eval_command, judge_command, report_command
 from rulewise.cli.run_cmd import quickstart_command, recipes_app, run_command
 from rulewise.cli.serve_cmd import audit_app, serve_command
-from rulewise.errors import RulewiseError
+from rulewise.errors import RulewiseError, full_disk_named
 
 app = typer.Typer(
     name="rulewise",
@@ -60,7 +61,8 @@ def _root(
 def main() -> None:
     """Console-script entry point: user errors become one clear line and exit code 2."""
     try:
-        app()
+        with full_disk_named(Path.cwd(), "the command"):
+            app()
     except RulewiseError as exc:
         err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)

@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 from rulewise import memory
-from rulewise.errors import RulewiseError
+from rulewise.errors import RulewiseError, full_disk_named
 from rulewise.pipeline.recipe import Recipe
 from rulewise.pipeline.stages import BASE_MODEL, StageContext
 
@@ -288,14 +288,15 @@ def run_recipe(
         console.rule(
             f"[bold][{index}/{len(names)}] {name}[/bold] ({stage.kind}) · pipeline ETA ~{_format_minutes(left)}"
         )
-        state.mark(recipe, name, prints[name], "running", 0.0, inputs=inputs[name])
-        started = time.perf_counter()
-        meter = memory.PeakMeter()
-        run_stage(ctx, name)
-        memory.release_free_memory()  # free this stage's models before the next loads its own
-        seconds = time.perf_counter() - started
-        peak = memory.gib(meter.peak_bytes())
-        state.mark(recipe, name, prints[name], "done", seconds, peak, inputs=inputs[name])
+        with full_disk_named(ctx.stage_dir(name), f"stage '{name}'"):
+            state.mark(recipe, name, prints[name], "running", 0.0, inputs=inputs[name])
+            started = time.perf_counter()
+            meter = memory.PeakMeter()
+            run_stage(ctx, name)
+            memory.release_free_memory()  # free this stage's models before the next loads its own
+            seconds = time.perf_counter() - started
+            peak = memory.gib(meter.peak_bytes())
+            state.mark(recipe, name, prints[name], "done", seconds, peak, inputs=inputs[name])
         eta.finish(name, seconds)
         outcomes.append(StageOutcome(name, stage.kind, "ran", seconds, output, peak))
         console.print(
