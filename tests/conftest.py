@@ -116,6 +116,21 @@ def cli(monkeypatch, capsys):
     return run
 
 
+@pytest.fixture
+def disk_free(monkeypatch):
+    """``disk_free(mib)``: from then on every disk reports ``mib`` MiB free to rulewise."""
+    import shutil
+
+    from rulewise import errors
+
+    usage = shutil.disk_usage("/")
+
+    def set_free(mib: int) -> None:
+        monkeypatch.setattr(errors.shutil, "disk_usage", lambda path: usage._replace(free=mib * 2**20))
+
+    return set_free
+
+
 def stop_at(step: int):
     """A Trainer callback that interrupts training after ``step`` like a Ctrl-C would."""
     from transformers import TrainerCallback

@@ -223,17 +223,7 @@ def test_eval_and_chat_flags_default_to_the_eval_settings_model():
     )
 
 
-def _disk_with(monkeypatch, free_mib: int) -> None:
-    """Make every disk look like it has ``free_mib`` MiB free."""
-    import shutil
-
-    from rulewise import errors
-
-    usage = shutil.disk_usage("/")
-    monkeypatch.setattr(errors.shutil, "disk_usage", lambda path: usage._replace(free=free_mib * 2**20))
-
-
-def test_a_full_disk_is_named_with_its_fix_not_a_library_traceback(cli, tmp_path, monkeypatch):
+def test_a_full_disk_is_named_with_its_fix_not_a_library_traceback(cli, tmp_path, monkeypatch, disk_free):
     import errno
 
     from rulewise.data import prompt_set
@@ -251,10 +241,10 @@ def test_a_full_disk_is_named_with_its_fix_not_a_library_traceback(cli, tmp_path
         raise RuntimeError("basic_ios::clear: iostream error")
 
     monkeypatch.setattr(prompt_set, "write_prompt_set", torch_save)
-    _disk_with(monkeypatch, 10)
+    disk_free(10)
     code, _, err = cli("data", "prompts", "--out", str(tmp_path))
     assert code == 2 and "the disk filled up (10 MiB free now)" in err and "iostream error" in err
-    _disk_with(monkeypatch, 50_000)
+    disk_free(50_000)
 
     def safetensors_save(*args, **kwargs):  # it deletes its half-written file: the disk has room again
         raise RuntimeError("Error while serializing: I/O error: No space left on device (os error 28)")

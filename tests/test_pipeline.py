@@ -235,10 +235,7 @@ def test_changed_settings_are_refused_and_redo_reruns_downstream(tmp_path, monke
     assert ran == ["bc", "sft"] and outcomes["prompts"] == "cached" and not (out / "bc").exists()
 
 
-def test_a_stage_stopped_by_a_full_disk_names_it_and_continues_on_rerun(tmp_path, monkeypatch):
-    import shutil
-
-    from rulewise import errors
+def test_a_stage_stopped_by_a_full_disk_names_it_and_continues_on_rerun(tmp_path, monkeypatch, disk_free):
     from rulewise.pipeline import runner
 
     ran: list[str] = []
@@ -249,15 +246,14 @@ def test_a_stage_stopped_by_a_full_disk_names_it_and_continues_on_rerun(tmp_path
             raise RuntimeError("basic_ios::clear: iostream error")  # torch.save on a full disk
 
     monkeypatch.setattr(runner, "run_stage", stage)
-    usage = shutil.disk_usage("/")
-    monkeypatch.setattr(errors.shutil, "disk_usage", lambda path: usage._replace(free=2**20))
+    disk_free(1)
     out = tmp_path / "run"
     with pytest.raises(
         RulewiseError, match=r"disk filled up \(1 MiB free now\) — stage 'bc' stopped"
     ) as info:
         run_recipe(load_recipe(_write(tmp_path, GOOD)), out=out)
     assert info.value.path == str(out / "bc") and "rerun the same command" in info.value.hint
-    monkeypatch.setattr(errors.shutil, "disk_usage", lambda path: usage._replace(free=2**40))
+    disk_free(2**20)
     outcomes = {o.name: o.status for o in run_recipe(load_recipe(_write(tmp_path, GOOD)), out=out)}
     assert ran == ["prompts", "bc", "bc", "sft"] and outcomes["prompts"] == "cached"
 
